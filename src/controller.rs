@@ -1,0 +1,448 @@
+//! The reconciler: from a ZohoConnection to a fresh token in its target Secret, with status,
+//! events and the next reconcile scheduled at the refresh time.
+
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use futures::{Future, StreamExt};
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{PartialObjectMeta, Patch, PatchParams},
+    runtime::{
+        Controller,
+        controller::{Action, Config as ControllerConfig},
+        events::{Event, EventType, Recorder},
+        reflector::{ObjectRef, Store},
+        watcher::Config as WatcherConfig,
+    },
+};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::{
+    api::{FIELD_MANAGER, READY_CONDITION, ZohoConnection, ZohoConnectionStatus},
+    credentials,
+    error::Error,
+    metrics::{ConnectionLabels, Metrics},
+    mint::{self, MintCoordinator, MintError},
+    schedule,
+    secret::{self, Target},
+    zoho::{AccountsUrl, FailureClass, IssuedToken},
+};
+
+/// How long the operator waits on a problem only a person can fix before looking again; changes
+/// to the ZohoConnection or its Secrets trigger a reconcile sooner.
+const RECHECK_PERMANENT: Duration = Duration::from_secs(3600);
+
+pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub coordinator: MintCoordinator,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// For each connection (by uid), the credentials and generation of its last failure. A new
+    /// attempt before the backoff ends is made only when one of them changed.
+    failures: Mutex<HashMap<String, FailureInput>>,
+    /// Consecutive Kubernetes API errors per connection, for error_policy's backoff.
+    api_errors: Mutex<HashMap<ObjectRef<ZohoConnection>, u32>>,
+}
+
+#[derive(Clone, PartialEq)]
+struct FailureInput {
+    fingerprint: Option<String>,
+    generation: Option<i64>,
+}
+
+impl Context {
+    pub fn new(client: Client, coordinator: MintCoordinator, metrics: Arc<Metrics>, recorder: Recorder) -> Self {
+        Self { client, coordinator, metrics, recorder, failures: Mutex::default(), api_errors: Mutex::default() }
+    }
+}
+
+/// The token a connection ends up with, and whether it was minted for this reconcile.
+struct Fresh {
+    token: IssuedToken,
+    fingerprint: String,
+    api_domain: String,
+    refresh_at: Timestamp,
+}
+
+/// Everything the reconcile learned before deciding what to write.
+struct Inputs {
+    target: Target,
+    fingerprint: Option<String>,
+}
+
+async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let now = Timestamp::now();
+    let namespace = connection.namespace().expect("ZohoConnection is namespaced");
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let target_name = connection.target_secret_name();
+    let existing = secrets.get_opt(&target_name).await?;
+    let mut inputs = Inputs { target: secret::inspect(existing.as_ref(), &uid(&connection)), fingerprint: None };
+
+    let outcome = fresh_token(&connection, &ctx, &secrets, &mut inputs, now).await;
+    let result = match outcome {
+        Ok(fresh) => {
+            let desired = secret::desired(&connection, &fresh.token, &fresh.api_domain, &fresh.fingerprint);
+            if !existing.as_ref().is_some_and(|e| secret::is_up_to_date(e, &desired)) {
+                secrets
+                    .patch(&target_name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&desired))
+                    .await?;
+                info!(secret = %target_name, expires_at = %secret::format_time(fresh.token.expires_at), "wrote token to target Secret");
+            }
+            ctx.failures.lock().expect("never poisoned").remove(&uid(&connection));
+            let status = success_status(&connection, &target_name, &fresh, now);
+            write_status(&connection, &ctx, status).await?;
+            Ok(requeue_at(fresh.refresh_at, now))
+        }
+        Err(Error::Kube(err)) => Err(Error::Kube(err)),
+        // The status already describes the failure being waited out.
+        Err(Error::BackoffPending { until }) => Ok(requeue_at(until, now)),
+        Err(error) => {
+            let (status, retry_at) = failure_status(&connection, &target_name, &inputs, &error, now);
+            if !matches!(error, Error::Mint(MintError::BudgetExhausted { .. })) {
+                let failed = FailureInput {
+                    fingerprint: inputs.fingerprint.clone(),
+                    generation: connection.metadata.generation,
+                };
+                ctx.failures.lock().expect("never poisoned").insert(uid(&connection), failed);
+            }
+            warn!(reason = error.reason(), error = %error, retry_at = %retry_at, "no fresh token");
+            write_status(&connection, &ctx, status).await?;
+            ctx.metrics.reconciled(Some(error.reason()));
+            return Ok(requeue_at(retry_at, now));
+        }
+    };
+    ctx.metrics.reconciled(None);
+    result
+}
+
+/// Finds the token the target Secret should hold: the stored one while it is good, else one from
+/// the coordinator (shared with other connections, or newly minted).
+async fn fresh_token(
+    connection: &ZohoConnection,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    inputs: &mut Inputs,
+    now: Timestamp,
+) -> Result<Fresh, Error> {
+    if let Target::Foreign { owner } = &inputs.target {
+        let owner = owner.clone().unwrap_or_else(|| "no controller".to_string());
+        return Err(Error::TargetSecretNotOwned { name: connection.target_secret_name(), owner });
+    }
+    let spec = &connection.spec;
+    let refresh_before = spec
+        .refresh_before
+        .as_deref()
+        .map(schedule::parse_go_duration)
+        .transpose()
+        .map_err(Error::InvalidRefreshBefore)?;
+    let accounts = match &spec.accounts_url {
+        Some(url) => AccountsUrl::parse(url)?,
+        None => AccountsUrl::of(spec.data_center),
+    };
+    // Checked before the credentials are even read: they must never travel to a host not allowed.
+    ctx.coordinator.accounts_client().allow_list().check(&accounts)?;
+    let credentials_secret = secrets.get_opt(&spec.credentials.secret_ref.name).await?;
+    let credentials = credentials::from_secret(&spec.credentials, credentials_secret.as_ref())?;
+    let fingerprint = mint::fingerprint(&accounts, &credentials);
+    inputs.fingerprint = Some(fingerprint.clone());
+    let refresh_at = |token: &IssuedToken| schedule::refresh_at(token.issued_at, token.expires_at, refresh_before);
+    let api_domain =
+        |token: &IssuedToken| token.api_domain.clone().unwrap_or_else(|| spec.data_center.api_domain().to_string());
+
+    if let Target::Owned { token: Some(stored), fingerprint: Some(stored_fingerprint) } = &inputs.target
+        && *stored_fingerprint == fingerprint
+        && now < refresh_at(stored)
+    {
+        ctx.coordinator.remember(&fingerprint, stored).await;
+        return Ok(Fresh {
+            token: stored.clone(),
+            api_domain: api_domain(stored),
+            fingerprint,
+            refresh_at: refresh_at(stored),
+        });
+    }
+
+    if let Some(retry_at) = pending_retry(connection, ctx, &fingerprint, now) {
+        return Err(Error::BackoffPending { until: retry_at });
+    }
+    let obtained =
+        ctx.coordinator.obtain(&accounts, &credentials, &fingerprint, |token| now < refresh_at(token)).await?;
+    if obtained.minted {
+        info!(expires_at = %secret::format_time(obtained.token.expires_at), "minted a new access token");
+    } else {
+        debug!("reusing the token already minted for this credential");
+    }
+    let token = obtained.token;
+    Ok(Fresh { api_domain: api_domain(&token), refresh_at: refresh_at(&token), fingerprint, token })
+}
+
+/// The retry time of the last failure, if the operator must still wait for it. A change to the
+/// spec or the credentials ends the wait. After a restart, with nothing remembered, short waits
+/// (transient errors, throttling) are honoured so that restarts cannot hammer Zoho, while a long
+/// wait for a permanent error is re-evaluated once, since its cause may have been fixed meanwhile.
+fn pending_retry(connection: &ZohoConnection, ctx: &Context, fingerprint: &str, now: Timestamp) -> Option<Timestamp> {
+    let status = connection.status.as_ref().filter(|s| s.failed_attempts > 0)?;
+    let retry_at = status.next_refresh_time.as_ref()?.0;
+    if retry_at <= now {
+        return None;
+    }
+    let current =
+        FailureInput { fingerprint: Some(fingerprint.to_string()), generation: connection.metadata.generation };
+    match ctx.failures.lock().expect("never poisoned").get(&uid(connection)) {
+        Some(failed) => (*failed == current).then_some(retry_at),
+        None => {
+            let short_wait = retry_at.duration_since(now)
+                <= SignedDuration::try_from(schedule::retry_delay(FailureClass::Throttled, 1, 1.0)).ok()?;
+            (short_wait && status.observed_generation == connection.metadata.generation).then_some(retry_at)
+        }
+    }
+}
+
+fn uid(connection: &ZohoConnection) -> String {
+    connection.uid().unwrap_or_default()
+}
+
+fn requeue_at(at: Timestamp, now: Timestamp) -> Action {
+    let wait = at.duration_since(now).max(SignedDuration::from_secs(1));
+    Action::requeue(Duration::try_from(wait).unwrap_or(RECHECK_PERMANENT))
+}
+
+fn time(at: Timestamp) -> Time {
+    Time(at.round(jiff::Unit::Second).expect("rounding to seconds cannot overflow"))
+}
+
+fn success_status(
+    connection: &ZohoConnection,
+    target_name: &str,
+    fresh: &Fresh,
+    now: Timestamp,
+) -> ZohoConnectionStatus {
+    let message = format!(
+        "Secret {target_name} holds a token valid until {}; the next one will be minted at {}",
+        secret::format_time(fresh.token.expires_at),
+        secret::format_time(fresh.refresh_at)
+    );
+    ZohoConnectionStatus {
+        conditions: vec![ready_condition(connection, true, "TokenIssued", message, now)],
+        observed_generation: connection.metadata.generation,
+        secret_name: Some(target_name.to_string()),
+        api_domain: Some(fresh.api_domain.clone()),
+        expires_at: Some(time(fresh.token.expires_at)),
+        last_refresh_time: Some(time(fresh.token.issued_at)),
+        next_refresh_time: Some(time(fresh.refresh_at)),
+        failed_attempts: 0,
+        last_failure_time: None,
+    }
+}
+
+/// The status after a failure, and when to try again. A token still in the Secret stays there and
+/// keeps the connection Ready through transient trouble; permanent problems make it not Ready,
+/// because the operator cannot renew the token until someone acts.
+fn failure_status(
+    connection: &ZohoConnection,
+    target_name: &str,
+    inputs: &Inputs,
+    error: &Error,
+    now: Timestamp,
+) -> (ZohoConnectionStatus, Timestamp) {
+    let previous = connection.status.clone().unwrap_or_default();
+    let stored = match &inputs.target {
+        Target::Owned { token: Some(token), .. } if schedule::is_usable(token.expires_at, now) => Some(token),
+        _ => None,
+    };
+    let (failed_attempts, last_failure_time, retry_at) = match error {
+        // Still waiting out an earlier failure, or for budget: no new attempt was made.
+        // Waiting for budget is a delay, not a failed attempt.
+        Error::Mint(MintError::BudgetExhausted { until, .. }) => {
+            (previous.failed_attempts, previous.last_failure_time.clone(), *until)
+        }
+        _ => {
+            let attempts = previous.failed_attempts.saturating_add(1);
+            let retry_at = match error {
+                Error::Mint(MintError::ThrottledUntil { until }) => *until,
+                _ => {
+                    now + schedule::retry_delay(
+                        error.class(),
+                        attempts,
+                        schedule::stable_jitter(&uid(connection), attempts),
+                    )
+                }
+            };
+            (attempts, Some(time(now)), retry_at)
+        }
+    };
+    let ready = stored.is_some() && error.class() != FailureClass::Permanent;
+    let mut message = error.to_string();
+    if let Some(token) = stored {
+        message = format!(
+            "{message}. Secret {target_name} keeps its current token, valid until {}",
+            secret::format_time(token.expires_at)
+        );
+    }
+    let reason = if ready { "RefreshPending" } else { error.reason() };
+    let status = ZohoConnectionStatus {
+        conditions: vec![ready_condition(connection, ready, reason, message, now)],
+        observed_generation: connection.metadata.generation,
+        secret_name: matches!(inputs.target, Target::Owned { .. }).then(|| target_name.to_string()),
+        api_domain: stored.and(previous.api_domain),
+        expires_at: stored.map(|t| time(t.expires_at)),
+        last_refresh_time: stored.map(|t| time(t.issued_at)),
+        next_refresh_time: Some(time(retry_at)),
+        failed_attempts,
+        last_failure_time,
+    };
+    (status, retry_at)
+}
+
+fn ready_condition(
+    connection: &ZohoConnection,
+    ready: bool,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) -> Condition {
+    let status = if ready { "True" } else { "False" }.to_string();
+    let last_transition_time = match connection.ready_condition() {
+        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+        _ => time(now),
+    };
+    Condition {
+        type_: READY_CONDITION.to_string(),
+        status,
+        reason: reason.to_string(),
+        message,
+        observed_generation: connection.metadata.generation,
+        last_transition_time,
+    }
+}
+
+/// Applies the status if it changed, and records an event when readiness or its reason changed.
+async fn write_status(connection: &ZohoConnection, ctx: &Context, status: ZohoConnectionStatus) -> Result<(), Error> {
+    let labels =
+        ConnectionLabels { namespace: connection.namespace().unwrap_or_default(), name: connection.name_any() };
+    let ready = status.conditions.iter().any(|c| c.type_ == READY_CONDITION && c.status == "True");
+    ctx.metrics.set_connection(
+        &labels,
+        ready,
+        status.expires_at.as_ref().map(|t| t.0),
+        status.next_refresh_time.as_ref().map(|t| t.0),
+    );
+    if connection.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<ZohoConnection> = Api::namespaced(ctx.client.clone(), &labels.namespace);
+    let patch = json!({
+        "apiVersion": ZohoConnection::api_version(&()),
+        "kind": ZohoConnection::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&labels.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+
+    let new = &status.conditions[0];
+    let changed = connection.ready_condition().is_none_or(|old| old.status != new.status || old.reason != new.reason);
+    if changed {
+        let event = Event {
+            type_: if ready { EventType::Normal } else { EventType::Warning },
+            reason: new.reason.clone(),
+            note: Some(new.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &connection.object_ref(&())).await {
+            warn!(error = %err, "could not record an event");
+        }
+    }
+    Ok(())
+}
+
+/// Kubernetes API errors end up here; Zoho's are handled inside reconcile, where the status can
+/// tell the user about them.
+fn error_policy(connection: Arc<ZohoConnection>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(connection.as_ref());
+    let attempts = {
+        let mut api_errors = ctx.api_errors.lock().expect("never poisoned");
+        let attempts = api_errors.entry(key).or_insert(0);
+        *attempts += 1;
+        *attempts
+    };
+    ctx.metrics.reconciled(Some(error.reason()));
+    warn!(error = %error, attempts, "reconcile failed");
+    Action::requeue(schedule::retry_delay(FailureClass::Transient, attempts, rand::random()))
+}
+
+/// Runs the controller for one namespace (or all, with `None`) until `shutdown` resolves.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (connections, secrets): (Api<ZohoConnection>, Api<PartialObjectMeta<Secret>>) = match &namespace {
+        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
+        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+    };
+    let controller = Controller::new(connections, WatcherConfig::default());
+    let store = controller.store();
+    let pruner = tokio::spawn(prune_deleted_connections(ctx.metrics.clone(), store.clone()));
+    let lookup = store;
+    controller
+        // A Secret event concerns the connections that read it as credentials or write it as target.
+        .watches(secrets, WatcherConfig::default(), move |changed: PartialObjectMeta<Secret>| {
+            let (namespace, name) = (changed.namespace(), changed.name_any());
+            lookup
+                .state()
+                .into_iter()
+                .filter(|zc| zc.namespace() == namespace)
+                .filter(|zc| zc.spec.credentials.secret_ref.name == name || zc.target_secret_name() == name)
+                .map(|zc| ObjectRef::from_obj(zc.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .with_config(ControllerConfig::default().concurrency(16))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            |connection, ctx: Arc<Context>| async move {
+                let key = ObjectRef::from_obj(connection.as_ref());
+                let result = reconcile(connection, ctx.clone()).await;
+                if result.is_ok() {
+                    ctx.api_errors.lock().expect("never poisoned").remove(&key);
+                }
+                result
+            },
+            error_policy,
+            ctx,
+        )
+        .for_each(|result| {
+            if let Err(err) = result {
+                debug!(error = %err, "controller event");
+            }
+            futures::future::ready(())
+        })
+        .await;
+    pruner.abort();
+}
+
+/// Drops the metric series of connections that no longer exist. ZohoConnections have no finalizer
+/// (the ownerReference cleans up their Secret), so nothing else observes their deletion.
+async fn prune_deleted_connections(metrics: Arc<Metrics>, store: Store<ZohoConnection>) {
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        metrics
+            .retain_connections(|labels| store.get(&ObjectRef::new(&labels.name).within(&labels.namespace)).is_some());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}

@@ -1,0 +1,175 @@
+//! zoho-token-operator: mints Zoho OAuth access tokens once per credential and keeps them fresh
+//! in Kubernetes Secrets.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod credentials;
+pub mod error;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod mint;
+pub mod schedule;
+pub mod secret;
+pub mod telemetry;
+pub mod zoho;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use futures::{FutureExt, future::Shared};
+use kube::{
+    Api, Client, CustomResourceExt,
+    api::ListParams,
+    runtime::events::{Recorder, Reporter},
+};
+use tracing::{error, info};
+
+use crate::{
+    api::ZohoConnection,
+    config::RunArgs,
+    controller::{Context, ShutdownSignal},
+    leader::{Leadership, LeaseSettings},
+    metrics::Metrics,
+    mint::{MintBudget, MintCoordinator},
+    zoho::{AccountsClient, AllowList},
+};
+
+/// The CRD as YAML, exactly as committed under crds/.
+pub fn crd_yaml() -> String {
+    serde_saphyr::to_string(&ZohoConnection::crd()).expect("the CRD serializes")
+}
+
+fn shutdown_signal() -> Shared<ShutdownSignal> {
+    let signal: ShutdownSignal = Box::pin(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler only fails outside a Tokio runtime");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        info!("shutting down");
+    });
+    signal.shared()
+}
+
+/// Runs the operator until SIGTERM or SIGINT, or until it loses the leader lease.
+pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let RunArgs {
+        allow_accounts_urls,
+        watch_namespaces,
+        metrics_addr,
+        leader_election,
+        leader_election_name,
+        leader_election_namespace,
+        leader_election_identity,
+        leader_election_lease_duration,
+        mint_budget,
+        mint_budget_window,
+        request_timeout,
+        log_format: _,
+    } = args;
+    let client = Client::try_default().await?;
+    let shutdown = shutdown_signal();
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let health = http::Health { metrics: metrics.clone(), ready: ready.clone() };
+    let server = tokio::spawn(http::serve(metrics_addr, health, shutdown.clone()));
+
+    check_crd_served(&client, &watch_namespaces).await?;
+    let identity = leader_election_identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("zoho-token-operator-{}", std::process::id()));
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter { controller: api::FIELD_MANAGER.into(), instance: Some(identity.clone()) },
+    );
+    let accounts = AccountsClient::new(
+        AllowList::new(allow_accounts_urls),
+        request_timeout.min(std::time::Duration::from_secs(10)),
+        request_timeout,
+    );
+    let budget = MintBudget { max_mints: usize::from(mint_budget), window: mint_budget_window };
+    let coordinator = MintCoordinator::new(accounts, budget, metrics.clone());
+    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder));
+    ready.store(true, Ordering::Relaxed);
+
+    let leadership = leader_election.then(|| {
+        let namespace = leader_election_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "default".to_string());
+        Leadership::new(
+            client.clone(),
+            LeaseSettings {
+                name: leader_election_name,
+                namespace,
+                identity,
+                lease_duration: leader_election_lease_duration,
+                renew_every: leader_election_lease_duration / 3,
+            },
+        )
+    });
+    if let Some(leadership) = &leadership {
+        tokio::select! {
+            _ = leadership.acquire() => metrics.set_leader(true),
+            _ = shutdown.clone() => return Ok(()),
+        }
+    }
+
+    let namespaces: Vec<Option<String>> =
+        if watch_namespaces.is_empty() { vec![None] } else { watch_namespaces.into_iter().map(Some).collect() };
+    let controllers =
+        futures::future::join_all(namespaces.into_iter().map(|ns| controller::run(ctx.clone(), ns, shutdown.clone())));
+    info!("controller running");
+    let result = match &leadership {
+        Some(leadership) => tokio::select! {
+            _ = controllers => Ok(()),
+            lost = leadership.keep() => {
+                error!(error = %lost, "stopping: another replica may be minting now");
+                Err(lost.into())
+            }
+        },
+        None => {
+            controllers.await;
+            Ok(())
+        }
+    };
+    if let Some(leadership) = &leadership {
+        leadership.release().await;
+    }
+    server.abort();
+    result
+}
+
+/// Fails early, with instructions, when the CRD is not installed or cannot be read.
+async fn check_crd_served(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let api: Api<ZohoConnection> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    api.list(&ListParams::default().limit(1)).await.map_err(|err| {
+        format!(
+            "cannot list ZohoConnections ({err}); is the CRD installed? `zoho-token-operator crd | kubectl apply -f -`"
+        )
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_crd_matches_the_rust_types() {
+        let committed = include_str!("../crds/zohoconnection.yaml");
+        assert!(
+            committed == super::crd_yaml(),
+            "crds/zohoconnection.yaml is stale; regenerate it with `cargo run -- crd > crds/zohoconnection.yaml`"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Pure decisions about time: when to mint the next token and how long to wait after a failure.
+//! Every function takes the current time as a parameter, so that tests can pin it.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use sha2::{Digest, Sha256};
+
+use crate::zoho::FailureClass;
+
+/// Zoho blocks token creation "for the rest of the ten minutes" once a refresh token exceeds its
+/// quota, so a throttled credential waits out a whole window.
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
+const TRANSIENT_BASE: Duration = Duration::from_secs(5);
+const TRANSIENT_CAP: Duration = Duration::from_secs(300);
+/// Permanent failures wait for a change to the spec or the credentials; this slow re-check only
+/// catches fixes made at Zoho's side (for example a re-enabled client).
+const PERMANENT_RECHECK: Duration = Duration::from_secs(3600);
+
+/// When to mint the successor of a token issued at `issued_at` that expires at `expires_at`.
+///
+/// `refresh_before` defaults to a third of the lifetime and is capped at half of it: a larger
+/// margin would mint more than twice per lifetime and eat into Zoho's quota.
+pub fn refresh_at(issued_at: Timestamp, expires_at: Timestamp, refresh_before: Option<Duration>) -> Timestamp {
+    let lifetime = expires_at.duration_since(issued_at).max(SignedDuration::ZERO);
+    let margin = match refresh_before {
+        Some(wanted) => SignedDuration::try_from(wanted).unwrap_or(SignedDuration::MAX).min(lifetime / 2),
+        None => lifetime / 3,
+    };
+    expires_at - margin
+}
+
+/// A token is usable while it has not expired.
+pub fn is_usable(expires_at: Timestamp, now: Timestamp) -> bool {
+    expires_at > now
+}
+
+/// How long to wait before the next attempt after `failed_attempts` consecutive failures (at least
+/// one). `jitter` in `[0, 1)` spreads retries of many connections so they do not arrive together.
+pub fn retry_delay(class: FailureClass, failed_attempts: u32, jitter: f64) -> Duration {
+    let jitter = jitter.clamp(0.0, 1.0);
+    match class {
+        FailureClass::Transient => {
+            let exponent = failed_attempts.saturating_sub(1).min(16);
+            let full = TRANSIENT_BASE.saturating_mul(1 << exponent).min(TRANSIENT_CAP);
+            // "Equal jitter": never less than half the full delay, so backoff keeps growing.
+            full.div_f64(2.0) + full.div_f64(2.0).mul_f64(jitter)
+        }
+        FailureClass::Throttled => THROTTLE_WINDOW + THROTTLE_WINDOW.mul_f64(0.1 * jitter),
+        FailureClass::Permanent => PERMANENT_RECHECK + PERMANENT_RECHECK.mul_f64(0.1 * jitter),
+    }
+}
+
+/// A jitter fraction in `[0, 1)` derived from a stable seed, so that the retry time computed
+/// before a restart is the one computed after it.
+pub fn stable_jitter(seed: &str, failed_attempts: u32) -> f64 {
+    let digest = Sha256::new().chain_update(seed.as_bytes()).chain_update(failed_attempts.to_be_bytes()).finalize();
+    let bits = u64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 digest has 32 bytes"));
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Parses a Go-style duration such as `20m`, `1h30m` or `1.5h`, the format `refreshBefore` uses.
+pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration such as 20m, 90s or 1h30m");
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(invalid)?;
+        let value: f64 = rest[..number_len].parse().map_err(|_| invalid())?;
+        rest = &rest[number_len..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds_per_unit = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(invalid()),
+        };
+        total += value * seconds_per_unit;
+        rest = &rest[unit_len..];
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_refresh_is_a_third_of_the_lifetime_before_expiry() {
+        let at = refresh_at(ts("2026-11-28T10:00:00Z"), ts("2026-11-28T11:00:00Z"), None);
+        assert_eq!(at, ts("2026-11-28T10:40:00Z"));
+    }
+
+    #[test]
+    fn explicit_refresh_before_is_honoured_up_to_half_the_lifetime() {
+        let issued = ts("2026-11-28T10:00:00Z");
+        let expires = ts("2026-11-28T11:00:00Z");
+        assert_eq!(refresh_at(issued, expires, Some(Duration::from_secs(600))), ts("2026-11-28T10:50:00Z"));
+        assert_eq!(refresh_at(issued, expires, Some(Duration::from_secs(7200))), ts("2026-11-28T10:30:00Z"));
+        assert_eq!(refresh_at(issued, expires, Some(Duration::ZERO)), expires);
+    }
+
+    #[test]
+    fn a_token_is_usable_strictly_before_its_expiry() {
+        let expires = ts("2026-11-28T11:00:00Z");
+        assert!(is_usable(expires, ts("2026-11-28T10:59:59Z")));
+        assert!(!is_usable(expires, expires));
+    }
+
+    #[test]
+    fn transient_backoff_doubles_from_seconds_to_a_cap_of_five_minutes() {
+        let delays: Vec<u64> = (1..=10).map(|n| retry_delay(FailureClass::Transient, n, 1.0).as_secs()).collect();
+        assert_eq!(delays, [5, 10, 20, 40, 80, 160, 300, 300, 300, 300]);
+        assert_eq!(retry_delay(FailureClass::Transient, 1, 0.0), Duration::from_millis(2500));
+        assert_eq!(retry_delay(FailureClass::Transient, u32::MAX, 0.0), Duration::from_secs(150));
+    }
+
+    #[test]
+    fn throttling_waits_out_the_whole_window() {
+        assert!(retry_delay(FailureClass::Throttled, 1, 0.0) >= THROTTLE_WINDOW);
+        assert!(retry_delay(FailureClass::Throttled, 1, 0.99) < THROTTLE_WINDOW + Duration::from_secs(61));
+    }
+
+    #[test]
+    fn permanent_failures_are_rechecked_only_slowly() {
+        assert!(retry_delay(FailureClass::Permanent, 1, 0.0) >= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn stable_jitter_is_deterministic_and_in_range() {
+        let a = stable_jitter("uid-1", 3);
+        assert_eq!(a, stable_jitter("uid-1", 3));
+        assert_ne!(a, stable_jitter("uid-1", 4));
+        assert!((0.0..1.0).contains(&a));
+    }
+
+    #[test]
+    fn go_durations_parse_like_go() {
+        let cases = [("20m", 1200.0), ("90s", 90.0), ("1h30m", 5400.0), ("1.5h", 5400.0), ("500ms", 0.5)];
+        for (text, secs) in cases {
+            assert_eq!(parse_go_duration(text).unwrap(), Duration::from_secs_f64(secs), "{text}");
+        }
+        for text in ["", "20", "m", "20x", "-5m", "1h 30m"] {
+            assert!(parse_go_duration(text).is_err(), "{text}");
+        }
+    }
+}
