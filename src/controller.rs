@@ -105,11 +105,11 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             ctx.failures.lock().expect("never poisoned").remove(&uid(&connection));
             let status = success_status(&connection, &target_name, &fresh, now);
             write_status(&connection, &ctx, status).await?;
-            Ok(requeue_at(fresh.refresh_at, now))
+            Ok(requeue_at(fresh.refresh_at))
         }
         Err(Error::Kube(err)) => Err(Error::Kube(err)),
         // The status already describes the failure being waited out.
-        Err(Error::BackoffPending { until }) => Ok(requeue_at(until, now)),
+        Err(Error::BackoffPending { until }) => Ok(requeue_at(until)),
         Err(error) => {
             let (status, retry_at) = failure_status(&connection, &target_name, &inputs, &error, now);
             if !matches!(error, Error::Mint(MintError::BudgetExhausted { .. })) {
@@ -122,7 +122,7 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             warn!(reason = error.reason(), error = %error, retry_at = %retry_at, "no fresh token");
             write_status(&connection, &ctx, status).await?;
             ctx.metrics.reconciled(Some(error.reason()));
-            return Ok(requeue_at(retry_at, now));
+            return Ok(requeue_at(retry_at));
         }
     };
     ctx.metrics.reconciled(None);
@@ -216,8 +216,10 @@ fn uid(connection: &ZohoConnection) -> String {
     connection.uid().unwrap_or_default()
 }
 
-fn requeue_at(at: Timestamp, now: Timestamp) -> Action {
-    let wait = at.duration_since(now).max(SignedDuration::from_secs(1));
+/// Measured from the current time, not the reconcile's start: a timer set from an earlier instant
+/// fires before `at`, when the token is not yet due.
+fn requeue_at(at: Timestamp) -> Action {
+    let wait = at.duration_since(Timestamp::now()).max(SignedDuration::from_secs(1));
     Action::requeue(Duration::try_from(wait).unwrap_or(RECHECK_PERMANENT))
 }
 

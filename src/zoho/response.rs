@@ -36,6 +36,11 @@ struct Body {
 /// Interprets one answer of `POST /oauth/v2/token`. `requested_at` is when the request was sent,
 /// so that the computed expiry errs on the early side.
 pub fn parse(status: u16, body: &[u8], requested_at: Timestamp) -> Result<IssuedToken, ZohoError> {
+    // Whole seconds, rounded down: the times are stored in RFC 3339 with second precision, and the
+    // token held in memory must compare equal to the one read back from the Secret.
+    let requested_at = requested_at
+        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc))
+        .expect("truncating to seconds cannot overflow");
     let parsed = match serde_json::from_slice::<Body>(body) {
         Ok(parsed) => parsed,
         Err(err) => return Err(unparseable(status, body, &err)),

@@ -1,1 +1,2 @@
-pub fn placeholder() {}
+pub mod control_plane;
+pub mod fake_zoho;

@@ -1,0 +1,5 @@
+//! Integration tests against a real control plane (see `testkit::control_plane::shared`).
+
+mod lifecycle;
+mod smoke;
+mod support;

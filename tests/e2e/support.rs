@@ -1,0 +1,237 @@
+//! Shared pieces of the integration tests: the operator as a real process, the CRD, and polling.
+
+use std::{
+    fs::File,
+    future::Future,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    runtime::wait::{await_condition, conditions},
+};
+use serde_json::json;
+use testkit::{
+    control_plane::{TestCluster, spawn_tied_to_process},
+    fake_zoho::FakeZoho,
+};
+use zoho_token_operator::api::{READY_CONDITION, ZohoConnection};
+
+pub const CLIENT_ID: &str = "1000.TESTCLIENT";
+pub const CLIENT_SECRET: &str = "test-client-secret";
+
+/// Installs the CRD generated from the Rust types, once per cluster, and waits until it is served.
+pub async fn install_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ZohoConnection::crd();
+    let name = crd.name_any();
+    crds.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd)).await.expect("apply the CRD");
+    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established()))
+        .await
+        .expect("the CRD becomes established within 30s")
+        .expect("watch the CRD");
+}
+
+/// The operator binary, run as its own process, as in production.
+pub struct Operator {
+    child: Child,
+    log: PathBuf,
+    metrics_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    /// Starts the operator against `cluster`, watching `namespace` only so that tests sharing a
+    /// cluster cannot see each other's connections.
+    pub fn start(cluster: &TestCluster, namespace: &str, fake: &FakeZoho, extra_args: &[&str]) -> Self {
+        Self::start_with_kubeconfig(cluster.kubeconfig_path(), namespace, fake, extra_args)
+    }
+
+    pub fn start_with_kubeconfig(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the operator's log");
+        let log = dir.path().join("operator.log");
+        let metrics_port = free_port();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zoho-token-operator"));
+        command
+            .arg("run")
+            .args(["--watch-namespace", namespace])
+            .args(["--allow-accounts-url", &fake.url()])
+            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
+            )
+            .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
+            .stdin(Stdio::null())
+            .stdout(File::create(&log).expect("create the operator log"))
+            .stderr(File::options().append(true).open(&log).expect("open the operator log"));
+        let child = spawn_tied_to_process(command).expect("start the operator binary");
+        Self { child, log, metrics_port, _dir: dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL: no cleanup, no lease release, as in a node crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sends a signal to our own child, which has not been reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the operator") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the operator did not exit within 20s of SIGTERM:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("poll the operator").is_none()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the operator's HTTP port, without a client library.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split_whitespace().nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+        Some((status, body))
+    }
+
+    pub fn metrics(&self) -> String {
+        self.http_get("/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("---- operator log ----\n{}\n---- end of operator log ----", self.logs());
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
+}
+
+/// Polls `probe` until it returns `Some`, or fails the test with `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn credentials_secret(name: &str, client_id: &str, client_secret: &str, refresh_token: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() },
+        data: Some(
+            [("client_id", client_id), ("client_secret", client_secret), ("refresh_token", refresh_token)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// A ZohoConnection pointing at the fake accounts server.
+pub fn connection(
+    name: &str,
+    credentials_secret: &str,
+    fake: &FakeZoho,
+    extra_spec: serde_json::Value,
+) -> ZohoConnection {
+    let mut spec = json!({
+        "accountsUrl": fake.url(),
+        "credentials": {"secretRef": {"name": credentials_secret}},
+    });
+    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra_spec.as_object()) {
+        spec.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "zoho-operator.dev/v1alpha1",
+        "kind": "ZohoConnection",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .expect("a valid ZohoConnection")
+}
+
+pub async fn create<K>(api: &Api<K>, object: &K) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    api.create(&PostParams::default(), object).await.expect("create object")
+}
+
+pub fn string_data(secret: &Secret, key: &str) -> Option<String> {
+    let value = secret.data.as_ref()?.get(key)?;
+    String::from_utf8(value.0.clone()).ok()
+}
+
+/// The access token in the target Secret, if it holds one.
+pub async fn target_token(secrets: &Api<Secret>, name: &str) -> Option<String> {
+    string_data(&secrets.get_opt(name).await.ok()??, "access_token")
+}
+
+/// The Ready condition's status and reason.
+pub async fn ready(connections: &Api<ZohoConnection>, name: &str) -> Option<(String, String)> {
+    let zc = connections.get_opt(name).await.ok()??;
+    let condition = zc.ready_condition()?;
+    debug_assert_eq!(condition.type_, READY_CONDITION);
+    Some((condition.status.clone(), condition.reason.clone()))
+}
+
+/// Waits until the connection's Ready condition has `status` and `reason`.
+pub async fn wait_ready(
+    connections: &Api<ZohoConnection>,
+    name: &str,
+    status: &str,
+    reason: &str,
+    timeout: Duration,
+) -> ZohoConnection {
+    let description = format!("{name} to be Ready={status} with reason {reason}");
+    eventually(timeout, &description, || async {
+        let zc = connections.get_opt(name).await.ok()??;
+        let condition = zc.ready_condition()?;
+        (condition.status == status && condition.reason == reason).then_some(zc)
+    })
+    .await
+}

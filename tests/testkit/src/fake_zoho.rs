@@ -1,0 +1,522 @@
+//! A fake Zoho accounts server for tests and demos; never part of the
+//! production image.
+//!
+//! It reproduces what `reference/zoho-oauth.md` documents about
+//! `POST /oauth/v2/token` and `/oauth/v2/token/revoke`: refresh and code grants,
+//! errors in the body of an HTTP 200, the 10-per-10-minutes throttle per refresh
+//! token, the 15-live-token cap that evicts the oldest token, revocation, and the
+//! legacy `expires_in_sec` format. Tests inspect and steer it through
+//! [`FakeZoho`]'s methods or, when it runs as the `fake-zoho` process, through
+//! the JSON API under `/_fake/` (see the `http` module).
+//!
+//! Where Zoho's behaviour is undocumented, the fake picks:
+//! - The throttle window is fixed: it opens with the first mint after the
+//!   previous window closed and blocks "for the rest of the ten minutes";
+//!   throttled requests neither mint nor extend the block.
+//! - A missing parameter answers `invalid_request`, an unknown `grant_type`
+//!   `unsupported_grant_type`, a code whose registered `redirect_uri` differs from
+//!   the request's `invalid_redirect_uri`; a code is burnt by its first attempt.
+//! - Revoking an unknown token answers HTTP 400
+//!   `{"status":"failure","error":"invalid_token"}`.
+//! - Parameters are read from the query string and from an
+//!   `application/x-www-form-urlencoded` (or untyped) body, the body winning.
+//!   Multipart bodies, Basic auth and the `client_credentials` grant are not
+//!   supported.
+
+mod clock;
+mod http;
+mod state;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use clock::Clock;
+pub use state::UnknownClient;
+
+use state::State;
+
+#[derive(Clone, Debug)]
+pub struct FakeZohoConfig {
+    /// Port 0 picks a free port, which [`FakeZoho::restart`] then keeps.
+    pub listen: SocketAddr,
+    pub api_domain: String,
+    /// The scope of every refresh token, echoed in token responses.
+    pub scope: String,
+    pub token_lifetime: Duration,
+    /// Answer `"expires_in_sec": <s>, "expires_in": <ms>` as Zoho once did.
+    pub legacy_expires: bool,
+    pub throttle_window: Duration,
+    /// Mints allowed per refresh token per window.
+    pub throttle_limit: u32,
+    /// Zoho has been seen answering the throttle with both 400 and 200.
+    pub throttle_status: u16,
+    /// Answer the throttle in Chinese, as Zoho does for some accounts.
+    pub localized_throttle: bool,
+    /// Live access tokens per refresh token; minting one more evicts the oldest.
+    pub live_token_cap: usize,
+    pub code_lifetime: Duration,
+    pub clock: Clock,
+    /// Keeps tokens and counters across process restarts. Loaded on start if
+    /// it exists, rewritten after every change. Faults and the clock's skips are
+    /// not kept.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for FakeZohoConfig {
+    /// Zoho's documented values.
+    fn default() -> Self {
+        Self {
+            listen: (Ipv4Addr::LOCALHOST, 0).into(),
+            api_domain: "https://www.zohoapis.com".to_owned(),
+            scope: "ZohoCRM.modules.ALL".to_owned(),
+            token_lifetime: Duration::from_secs(3600),
+            legacy_expires: false,
+            throttle_window: Duration::from_secs(600),
+            throttle_limit: 10,
+            throttle_status: 400,
+            localized_throttle: false,
+            live_token_cap: 15,
+            code_lifetime: Duration::from_secs(120),
+            clock: Clock::system(),
+            state_file: None,
+        }
+    }
+}
+
+/// Token-endpoint traffic, in total or for the requests carrying one refresh token.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Every request that arrived, whatever became of it.
+    pub requests: u64,
+    /// Access tokens minted. A code grant counts for the refresh token it creates.
+    pub mints: u64,
+    pub throttled: u64,
+    /// Answers with an `error` other than the throttle.
+    pub errors: u64,
+    /// Requests answered by an injected fault.
+    pub faulted: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    pub totals: Counters,
+    /// Successful revocations.
+    pub revocations: u64,
+    /// By the `refresh_token` parameter of the requests, known to the server or not.
+    pub refresh_tokens: BTreeMap<String, Counters>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenStatus {
+    Live,
+    Expired,
+    /// Pushed out by a newer token beyond the live-token cap.
+    Evicted,
+    Revoked,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub kind: TokenKind,
+    pub live: bool,
+    pub status: TokenStatus,
+    pub client_id: String,
+    /// For an access token, the refresh token it was minted from.
+    pub refresh_token: Option<String>,
+    /// For an access token, milliseconds since the Unix epoch on the server's clock.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// What the server answers instead of processing an `/oauth/` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// This status with an HTML body, as a gateway would send.
+    HttpStatus { status: u16 },
+    /// HTTP 200 with an HTML page.
+    Garbage,
+    /// HTTP 200 with JSON cut off mid-string.
+    TruncatedJson,
+    /// HTTP 200 with an empty body.
+    Empty,
+    /// HTTP 200 streaming a JSON-looking body of this many bytes.
+    HugeBody {
+        #[serde(default = "Fault::default_huge_body_bytes")]
+        bytes: u64,
+    },
+    /// Never answers; the connection stays open until the client gives up.
+    Hang,
+}
+
+impl Fault {
+    pub const DEFAULT_HUGE_BODY_BYTES: u64 = 50 << 20;
+
+    fn default_huge_body_bytes() -> u64 {
+        Self::DEFAULT_HUGE_BODY_BYTES
+    }
+
+    pub fn huge_body() -> Self {
+        Self::HugeBody { bytes: Self::DEFAULT_HUGE_BODY_BYTES }
+    }
+}
+
+/// A fault with how long it applies. As JSON:
+/// `{"kind":"http_status","status":503,"times":2,"after_processing":false}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultRule {
+    #[serde(flatten)]
+    pub fault: Fault,
+    /// How many requests it answers; `None` until the faults are cleared.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Process the request first (it may mint) and then answer with the fault,
+    /// like a response lost on the way back.
+    #[serde(default)]
+    pub after_processing: bool,
+}
+
+impl FaultRule {
+    /// Applies until cleared.
+    pub fn new(fault: Fault) -> Self {
+        Self { fault, times: None, after_processing: false }
+    }
+
+    #[must_use]
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = Some(times);
+        self
+    }
+
+    #[must_use]
+    pub fn after_processing(mut self) -> Self {
+        self.after_processing = true;
+        self
+    }
+}
+
+impl From<Fault> for FaultRule {
+    fn from(fault: Fault) -> Self {
+        Self::new(fault)
+    }
+}
+
+/// The injected faults: a latency for every `/oauth/` request, and rules
+/// applied first to last, each until it is used up.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Faults {
+    pub latency_ms: u64,
+    pub rules: VecDeque<FaultRule>,
+}
+
+impl Faults {
+    fn take(&mut self) -> Option<FaultRule> {
+        let rule = self.rules.front_mut()?;
+        let taken = rule.clone();
+        if let Some(times) = &mut rule.times {
+            *times -= 0; *times -= 1; *times += 1;
+            if *times == 0 {
+                self.rules.pop_front();
+            }
+        }
+        Some(taken)
+    }
+}
+
+/// Everything the server knows, behind one lock that is never held across an
+/// `.await`, so the handle works from sync and async tests alike.
+#[derive(Debug)]
+struct Core {
+    config: FakeZohoConfig,
+    state: State,
+    faults: Faults,
+}
+
+impl Core {
+    fn now_ms(&self) -> u64 {
+        self.config.clock.now_ms()
+    }
+
+    fn register_refresh_token(&mut self, client_id: &str, token: &str) -> Result<(), UnknownClient> {
+        self.state.register_refresh_token(client_id, token, &self.config.scope)
+    }
+
+    fn register_code(&mut self, client_id: &str, code: &str, redirect_uri: Option<&str>) -> Result<(), UnknownClient> {
+        let now_ms = self.now_ms();
+        self.state.register_code(&self.config, now_ms, client_id, code, redirect_uri, &self.config.scope)
+    }
+
+    fn revoke(&mut self, token: &str) -> bool {
+        let now_ms = self.now_ms();
+        self.state.revoke(token, now_ms)
+    }
+
+    fn token_info(&self, token: &str) -> Option<TokenInfo> {
+        self.state.token_info(token, self.now_ms())
+    }
+
+    fn live_tokens(&self, refresh_token: &str) -> Vec<String> {
+        self.state.live_tokens(refresh_token, self.now_ms())
+    }
+
+    fn inject_fault(&mut self, rule: FaultRule) {
+        if rule.times != Some(0) {
+            self.faults.rules.push_back(rule);
+        }
+    }
+
+    fn persist(&self) {
+        let Some(path) = &self.config.state_file else {
+            return;
+        };
+        if let Err(error) = write_state(path, &self.state) {
+            tracing::warn!(path = %path.display(), %error, "cannot write the state file");
+        }
+    }
+}
+
+fn write_state(path: &Path, state: &State) -> io::Result<()> {
+    // Written aside and renamed, so a process killed mid-write leaves the old state.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, serde_json::to_vec(state)?)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn read_state(path: &Path) -> io::Result<State> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Shared(Arc<Mutex<Core>>);
+
+impl Shared {
+    fn read<R>(&self, f: impl FnOnce(&Core) -> R) -> R {
+        f(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let mut core = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = f(&mut core);
+        core.persist();
+        result
+    }
+}
+
+/// A running fake accounts server. Dropping it stops the server.
+///
+/// Methods that register something panic when given an unregistered client,
+/// because that is a bug in the test.
+#[derive(Debug)]
+pub struct FakeZoho {
+    shared: Shared,
+    addr: SocketAddr,
+    server: Option<http::Server>,
+}
+
+impl FakeZoho {
+    /// # Panics
+    /// If the server cannot start; see [`FakeZoho::try_start`].
+    pub fn start(config: FakeZohoConfig) -> Self {
+        Self::try_start(config).unwrap_or_else(|e| panic!("fake-zoho cannot start: {e}"))
+    }
+
+    /// Binds `config.listen` and serves on a thread of its own, so the caller
+    /// needs no runtime and cannot starve it.
+    pub fn try_start(config: FakeZohoConfig) -> io::Result<Self> {
+        let state = match &config.state_file {
+            Some(path) => read_state(path)?,
+            None => State::default(),
+        };
+        let addr = config.listen;
+        let mut zoho = Self {
+            shared: Shared(Arc::new(Mutex::new(Core { config, state, faults: Faults::default() }))),
+            addr,
+            server: None,
+        };
+        zoho.bind()?;
+        Ok(zoho)
+    }
+
+    fn bind(&mut self) -> io::Result<()> {
+        let listener = std::net::TcpListener::bind(self.addr)?;
+        self.addr = listener.local_addr()?;
+        self.server = Some(http::Server::spawn(listener, self.shared.clone())?);
+        Ok(())
+    }
+
+    /// `http://127.0.0.1:PORT`, the accounts server URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/v2/token", self.url())
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.server.is_some()
+    }
+
+    /// Closes the port and drops every open connection, hanging ones included,
+    /// as if the process had been killed. The state stays for [`FakeZoho::restart`].
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
+    }
+
+    /// Serves again on the same port, with tokens, counters and faults intact.
+    ///
+    /// # Panics
+    /// If the port cannot be bound again; see [`FakeZoho::try_restart`].
+    pub fn restart(&mut self) {
+        self.try_restart().unwrap_or_else(|e| panic!("fake-zoho cannot restart on {}: {e}", self.addr));
+    }
+
+    pub fn try_restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.bind()
+    }
+
+    pub fn config(&self) -> FakeZohoConfig {
+        self.shared.read(|core| core.config.clone())
+    }
+
+    /// Takes effect from the next request; a changed `listen` from the next restart.
+    pub fn update_config(&self, update: impl FnOnce(&mut FakeZohoConfig)) {
+        self.shared.write(|core| update(&mut core.config));
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.shared.read(|core| core.config.clock.clone())
+    }
+
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock().advance(by);
+    }
+
+    /// Adds the client, or changes its secret.
+    pub fn register_client(&self, client_id: &str, client_secret: &str) {
+        self.shared.write(|core| core.state.register_client(client_id, client_secret));
+    }
+
+    /// A fresh refresh token for the client.
+    pub fn issue_refresh_token(&self, client_id: &str) -> String {
+        let token = state::new_token();
+        self.register_refresh_token(client_id, &token);
+        token
+    }
+
+    /// Makes `refresh_token` a valid refresh token of the client: caller-chosen
+    /// values such as sentinels work. A no-op if it already is one; a revoked
+    /// token comes back to life with a fresh throttle window.
+    pub fn register_refresh_token(&self, client_id: &str, refresh_token: &str) {
+        self.shared
+            .write(|core| core.register_refresh_token(client_id, refresh_token))
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A fresh grant code for the client, valid for `code_lifetime`. With a
+    /// `redirect_uri`, the exchange must present the same one.
+    pub fn issue_code(&self, client_id: &str, redirect_uri: Option<&str>) -> String {
+        let code = state::new_token();
+        self.register_code(client_id, &code, redirect_uri);
+        code
+    }
+
+    pub fn register_code(&self, client_id: &str, code: &str, redirect_uri: Option<&str>) {
+        self.shared.write(|core| core.register_code(client_id, code, redirect_uri)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// As the revoke endpoint does, without faults: a refresh token takes its
+    /// access tokens with it. False if the token is unknown or already dead.
+    pub fn revoke(&self, token: &str) -> bool {
+        self.shared.write(|core| core.revoke(token))
+    }
+
+    /// Whether an access token would be accepted right now (or a refresh token
+    /// is still valid).
+    pub fn is_live(&self, token: &str) -> bool {
+        self.token_info(token).is_some_and(|info| info.live)
+    }
+
+    pub fn token_info(&self, token: &str) -> Option<TokenInfo> {
+        self.shared.read(|core| core.token_info(token))
+    }
+
+    /// Live access tokens minted from `refresh_token`, oldest first.
+    pub fn live_tokens(&self, refresh_token: &str) -> Vec<String> {
+        self.shared.read(|core| core.live_tokens(refresh_token))
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.read(|core| core.state.stats())
+    }
+
+    /// The traffic of the requests that carried `refresh_token`.
+    pub fn counters(&self, refresh_token: &str) -> Counters {
+        self.stats().refresh_tokens.get(refresh_token).copied().unwrap_or_default()
+    }
+
+    /// Access tokens minted from `refresh_token`.
+    pub fn mints(&self, refresh_token: &str) -> u64 {
+        self.counters(refresh_token).mints
+    }
+
+    /// Token requests that carried `refresh_token`, failed and throttled ones included.
+    pub fn requests(&self, refresh_token: &str) -> u64 {
+        self.counters(refresh_token).requests
+    }
+
+    /// Zeroes the counters; tokens and throttle windows stay.
+    pub fn reset_stats(&self) {
+        self.shared.write(|core| core.state.reset_stats());
+    }
+
+    pub fn inject_fault(&self, rule: impl Into<FaultRule>) {
+        let rule = rule.into();
+        self.shared.write(|core| core.inject_fault(rule));
+    }
+
+    /// Delays every `/oauth/` request, faulty or not.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.write(|core| core.faults.latency_ms = latency.as_millis() as u64);
+    }
+
+    /// Removes every fault and the latency.
+    pub fn clear_faults(&self) {
+        self.shared.write(|core| core.faults = Faults::default());
+    }
+
+    pub fn faults(&self) -> Faults {
+        self.shared.read(|core| core.faults.clone())
+    }
+}
+
+impl Drop for FakeZoho {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
