@@ -108,8 +108,17 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             Ok(requeue_at(fresh.refresh_at))
         }
         Err(Error::Kube(err)) => Err(Error::Kube(err)),
-        // The status already describes the failure being waited out.
-        Err(Error::BackoffPending { until }) => Ok(requeue_at(until)),
+        Err(Error::BackoffPending { until }) => {
+            // The status already describes the failure being waited out, unless the token that
+            // kept the connection Ready has expired meanwhile.
+            let usable = usable_token(&inputs.target, now);
+            if usable.is_none()
+                && let Some(status) = expired_status(&connection, &target_name, until, now)
+            {
+                write_status(&connection, &ctx, status).await?;
+            }
+            Ok(requeue_at(usable.map_or(until, |token| token.expires_at.min(until))))
+        }
         Err(error) => {
             let (status, retry_at) = failure_status(&connection, &target_name, &inputs, &error, now);
             if !matches!(error, Error::Mint(MintError::BudgetExhausted { .. })) {
@@ -122,7 +131,9 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             warn!(reason = error.reason(), error = %error, retry_at = %retry_at, "no fresh token");
             write_status(&connection, &ctx, status).await?;
             ctx.metrics.reconciled(Some(error.reason()));
-            return Ok(requeue_at(retry_at));
+            // Wake up when the served token expires too, so that Ready turns False on time.
+            let wake_at = usable_token(&inputs.target, now).map_or(retry_at, |token| token.expires_at.min(retry_at));
+            return Ok(requeue_at(wake_at));
         }
     };
     ctx.metrics.reconciled(None);
@@ -262,10 +273,7 @@ fn failure_status(
     now: Timestamp,
 ) -> (ZohoConnectionStatus, Timestamp) {
     let previous = connection.status.clone().unwrap_or_default();
-    let stored = match &inputs.target {
-        Target::Owned { token: Some(token), .. } if schedule::is_usable(token.expires_at, now) => Some(token),
-        _ => None,
-    };
+    let stored = usable_token(&inputs.target, now);
     let (failed_attempts, last_failure_time, retry_at) = match error {
         // Still waiting out an earlier failure, or for budget: no new attempt was made.
         // Waiting for budget is a delay, not a failed attempt.
@@ -288,16 +296,12 @@ fn failure_status(
         }
     };
     let ready = stored.is_some() && error.class() != FailureClass::Permanent;
-    let mut message = error.to_string();
+    let mut message = format!("{error}; next attempt at {}", secret::format_time(retry_at));
     if let Some(token) = stored {
-        message = format!(
-            "{message}. Secret {target_name} keeps its current token, valid until {}",
-            secret::format_time(token.expires_at)
-        );
+        message += &format!(". Secret {target_name} keeps its current token, valid until {}", secret::format_time(token.expires_at));
     }
-    let reason = if ready { "RefreshPending" } else { error.reason() };
     let status = ZohoConnectionStatus {
-        conditions: vec![ready_condition(connection, ready, reason, message, now)],
+        conditions: vec![ready_condition(connection, ready, error.reason(), message, now)],
         observed_generation: connection.metadata.generation,
         secret_name: matches!(inputs.target, Target::Owned { .. }).then(|| target_name.to_string()),
         api_domain: stored.and(previous.api_domain),
@@ -308,6 +312,29 @@ fn failure_status(
         last_failure_time,
     };
     (status, retry_at)
+}
+
+/// The token the target Secret holds, if it can still be used.
+fn usable_token(target: &Target, now: Timestamp) -> Option<&IssuedToken> {
+    match target {
+        Target::Owned { token: Some(token), .. } if schedule::is_usable(token.expires_at, now) => Some(token),
+        _ => None,
+    }
+}
+
+/// The status once the token served through a failure has expired: no longer Ready, for the same
+/// reason. `None` if the connection is not Ready anyway.
+fn expired_status(connection: &ZohoConnection, target_name: &str, retry_at: Timestamp, now: Timestamp) -> Option<ZohoConnectionStatus> {
+    let previous = connection.ready_condition().filter(|c| c.status == "True")?;
+    let status = connection.status.clone()?;
+    let expired_at = status.expires_at.as_ref().map_or_else(|| "an earlier time".to_string(), |t| secret::format_time(t.0));
+    let message = format!(
+        "the token in Secret {target_name} expired at {expired_at}; it could not be renewed ({}), next attempt at {}",
+        previous.reason,
+        secret::format_time(retry_at)
+    );
+    let ready = ready_condition(connection, false, &previous.reason, message, now);
+    Some(ZohoConnectionStatus { conditions: vec![ready], ..status })
 }
 
 fn ready_condition(

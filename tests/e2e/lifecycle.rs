@@ -6,72 +6,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams},
 };
 use serde_json::json;
 use testkit::{
-    control_plane::{TestCluster, TestNamespace, shared, test_namespace},
+    control_plane::{shared, test_namespace},
     fake_zoho::{FakeZoho, FakeZohoConfig},
 };
 use zoho_token_operator::api::{MANAGED_BY_LABEL, ZohoConnection};
 
 use crate::support::*;
 
-const SETTLE: Duration = Duration::from_secs(45);
-
-/// One test's world: a namespace, a fake Zoho with one registered credential, and the operator.
-struct World {
-    cluster: &'static TestCluster,
-    namespace: TestNamespace,
-    fake: FakeZoho,
-    refresh_token: String,
-    secrets: Api<Secret>,
-    connections: Api<ZohoConnection>,
-}
-
-impl World {
-    async fn new(prefix: &str, config: FakeZohoConfig) -> Self {
-        let cluster = shared().await;
-        let client = cluster.client().await.expect("client");
-        install_crd(&client).await;
-        let namespace = test_namespace(&client, prefix).await.expect("namespace");
-        let fake = FakeZoho::start(config);
-        fake.register_client(CLIENT_ID, CLIENT_SECRET);
-        let refresh_token = format!("1000.refresh-{prefix}");
-        fake.register_refresh_token(CLIENT_ID, &refresh_token);
-        let secrets = Api::namespaced(client.clone(), namespace.name());
-        let connections = Api::namespaced(client.clone(), namespace.name());
-        Self { cluster, namespace, fake, refresh_token, secrets, connections }
-    }
-
-    fn operator(&self, extra_args: &[&str]) -> Operator {
-        Operator::start(self.cluster, self.namespace.name(), &self.fake, extra_args)
-    }
-
-    async fn create_credentials(&self, name: &str) {
-        create(&self.secrets, &credentials_secret(name, CLIENT_ID, CLIENT_SECRET, &self.refresh_token)).await;
-    }
-
-    async fn create_connection(&self, name: &str, extra_spec: serde_json::Value) {
-        create(&self.connections, &connection(name, "zoho-oauth", &self.fake, extra_spec)).await;
-    }
-
-    /// Waits until the target Secret holds a token the fake reports live, and returns it.
-    async fn live_token(&self, target: &str) -> String {
-        eventually(SETTLE, &format!("a live token in Secret {target}"), || async {
-            let token = target_token(&self.secrets, target).await?;
-            self.fake.is_live(&token).then_some(token)
-        })
-        .await
-    }
-}
-
 #[tokio::test]
 async fn a_new_connection_gets_a_live_token_secret_and_status() {
-    let world = World::new("core-new", FakeZohoConfig::default()).await;
+    let world = World::shared("core-new", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({"target": {"secretName": "crm-token", "labels": {"team": "sales"}}})).await;
@@ -109,7 +59,7 @@ async fn a_new_connection_gets_a_live_token_secret_and_status() {
 #[tokio::test]
 async fn tokens_are_refreshed_before_expiry_once_per_period() {
     let config = FakeZohoConfig { token_lifetime: Duration::from_secs(9), ..FakeZohoConfig::default() };
-    let world = World::new("core-refresh", config).await;
+    let world = World::shared("core-refresh", config).await;
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({})).await;
@@ -132,7 +82,7 @@ async fn tokens_are_refreshed_before_expiry_once_per_period() {
 
 #[tokio::test]
 async fn changed_credentials_cause_a_new_mint() {
-    let world = World::new("core-creds", FakeZohoConfig::default()).await;
+    let world = World::shared("core-creds", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({})).await;
@@ -156,7 +106,7 @@ async fn changed_credentials_cause_a_new_mint() {
 
 #[tokio::test]
 async fn a_deleted_target_secret_is_restored_without_minting() {
-    let world = World::new("core-restore", FakeZohoConfig::default()).await;
+    let world = World::shared("core-restore", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({})).await;
@@ -184,7 +134,7 @@ async fn a_deleted_target_secret_is_restored_without_minting() {
 
 #[tokio::test]
 async fn a_restarted_operator_reuses_the_stored_token() {
-    let world = World::new("core-restart", FakeZohoConfig::default()).await;
+    let world = World::shared("core-restart", FakeZohoConfig::default()).await;
     let mut operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({})).await;
@@ -210,7 +160,7 @@ async fn a_restarted_operator_reuses_the_stored_token() {
 
 #[tokio::test]
 async fn a_foreign_secret_is_left_untouched_with_a_clear_condition() {
-    let world = World::new("core-foreign", FakeZohoConfig::default()).await;
+    let world = World::shared("core-foreign", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     let foreign = credentials_secret("crm", "someone", "else's", "secret");
@@ -234,7 +184,7 @@ async fn a_foreign_secret_is_left_untouched_with_a_clear_condition() {
 
 #[tokio::test]
 async fn missing_credentials_give_a_clear_condition_and_recover() {
-    let world = World::new("core-missing", FakeZohoConfig::default()).await;
+    let world = World::shared("core-missing", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
     world.create_connection("crm", json!({})).await;
     wait_ready(&world.connections, "crm", "False", "CredentialsSecretNotFound", SETTLE).await;
@@ -255,7 +205,7 @@ async fn missing_credentials_give_a_clear_condition_and_recover() {
 
 #[tokio::test]
 async fn an_accounts_url_off_the_allow_list_never_receives_a_request() {
-    let world = World::new("core-allow", FakeZohoConfig::default()).await;
+    let world = World::shared("core-allow", FakeZohoConfig::default()).await;
     let stranger = FakeZoho::start(FakeZohoConfig::default());
     let _operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;

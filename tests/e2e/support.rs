@@ -21,8 +21,8 @@ use kube::{
 };
 use serde_json::json;
 use testkit::{
-    control_plane::{TestCluster, spawn_tied_to_process},
-    fake_zoho::FakeZoho,
+    control_plane::{TestCluster, TestNamespace, shared, spawn_tied_to_process, test_namespace},
+    fake_zoho::{FakeZoho, FakeZohoConfig},
 };
 use zoho_token_operator::api::{READY_CONDITION, ZohoConnection};
 
@@ -78,10 +78,6 @@ impl Operator {
             .stderr(File::options().append(true).open(&log).expect("open the operator log"));
         let child = spawn_tied_to_process(command).expect("start the operator binary");
         Self { child, log, metrics_port, _dir: dir }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// SIGKILL: no cleanup, no lease release, as in a node crash.
@@ -211,14 +207,6 @@ pub async fn target_token(secrets: &Api<Secret>, name: &str) -> Option<String> {
     string_data(&secrets.get_opt(name).await.ok()??, "access_token")
 }
 
-/// The Ready condition's status and reason.
-pub async fn ready(connections: &Api<ZohoConnection>, name: &str) -> Option<(String, String)> {
-    let zc = connections.get_opt(name).await.ok()??;
-    let condition = zc.ready_condition()?;
-    debug_assert_eq!(condition.type_, READY_CONDITION);
-    Some((condition.status.clone(), condition.reason.clone()))
-}
-
 /// Waits until the connection's Ready condition has `status` and `reason`.
 pub async fn wait_ready(
     connections: &Api<ZohoConnection>,
@@ -235,3 +223,58 @@ pub async fn wait_ready(
     })
     .await
 }
+
+pub const SETTLE: Duration = Duration::from_secs(45);
+
+/// One test's world: a namespace, a fake Zoho with one registered credential, and the operator.
+pub struct World<'c> {
+    pub cluster: &'c TestCluster,
+    pub namespace: TestNamespace,
+    pub fake: FakeZoho,
+    pub refresh_token: String,
+    pub secrets: Api<Secret>,
+    pub connections: Api<ZohoConnection>,
+}
+
+impl World<'static> {
+    pub async fn shared(prefix: &str, config: FakeZohoConfig) -> Self {
+        World::on(shared().await, prefix, config).await
+    }
+}
+
+impl<'c> World<'c> {
+    pub async fn on(cluster: &'c TestCluster, prefix: &str, config: FakeZohoConfig) -> Self {
+        let client = cluster.client().await.expect("client");
+        install_crd(&client).await;
+        let namespace = test_namespace(&client, prefix).await.expect("namespace");
+        let fake = FakeZoho::start(config);
+        fake.register_client(CLIENT_ID, CLIENT_SECRET);
+        let refresh_token = format!("1000.refresh-{prefix}");
+        fake.register_refresh_token(CLIENT_ID, &refresh_token);
+        let secrets = Api::namespaced(client.clone(), namespace.name());
+        let connections = Api::namespaced(client.clone(), namespace.name());
+        Self { cluster, namespace, fake, refresh_token, secrets, connections }
+    }
+
+    pub fn operator(&self, extra_args: &[&str]) -> Operator {
+        Operator::start(self.cluster, self.namespace.name(), &self.fake, extra_args)
+    }
+
+    pub async fn create_credentials(&self, name: &str) {
+        create(&self.secrets, &credentials_secret(name, CLIENT_ID, CLIENT_SECRET, &self.refresh_token)).await;
+    }
+
+    pub async fn create_connection(&self, name: &str, extra_spec: serde_json::Value) {
+        create(&self.connections, &connection(name, "zoho-oauth", &self.fake, extra_spec)).await;
+    }
+
+    /// Waits until the target Secret holds a token the fake reports live, and returns it.
+    pub async fn live_token(&self, target: &str) -> String {
+        eventually(SETTLE, &format!("a live token in Secret {target}"), || async {
+            let token = target_token(&self.secrets, target).await?;
+            self.fake.is_live(&token).then_some(token)
+        })
+        .await
+    }
+}
+

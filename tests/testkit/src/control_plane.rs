@@ -30,8 +30,7 @@ use kube::{
     config::{KubeConfigOptions, Kubeconfig},
 };
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -58,23 +57,15 @@ pub fn find_binary(name: &str) -> Result<PathBuf> {
     let var = format!("TEST_ASSET_{}", name.to_uppercase().replace('-', "_"));
     if let Some(path) = env::var_os(&var).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        ensure!(
-            is_executable(&path),
-            "${var} is {}, which is not an executable file",
-            path.display()
-        );
+        ensure!(is_executable(&path), "${var} is {}, which is not an executable file", path.display());
         return Ok(path);
     }
-    let candidates: Vec<PathBuf> = [
-        env::var_os("KUBEBUILDER_ASSETS")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from),
-        default_tools_dir(),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|dir| dir.join(name))
-    .collect();
+    let candidates: Vec<PathBuf> =
+        [env::var_os("KUBEBUILDER_ASSETS").filter(|d| !d.is_empty()).map(PathBuf::from), default_tools_dir()]
+            .into_iter()
+            .flatten()
+            .map(|dir| dir.join(name))
+            .collect();
     if let Some(found) = candidates.iter().find(|p| is_executable(p)) {
         return Ok(found.clone());
     }
@@ -153,13 +144,7 @@ struct Component {
 
 impl Component {
     fn new(name: &'static str, dir: &Path, args: Vec<String>) -> Result<Self> {
-        Ok(Self {
-            name,
-            binary: find_binary(name)?,
-            args,
-            log: dir.join(format!("{name}.log")),
-            child: None,
-        })
+        Ok(Self { name, binary: find_binary(name)?, args, log: dir.join(format!("{name}.log")), child: None })
     }
 
     fn spawn(&mut self) -> Result<()> {
@@ -187,10 +172,7 @@ impl Component {
 
     /// Fails, with the end of the log, unless the process is running.
     fn check_running(&mut self) -> Result<()> {
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| anyhow!("{} is stopped", self.name))?;
+        let child = self.child.as_mut().ok_or_else(|| anyhow!("{} is stopped", self.name))?;
         if let Some(status) = child.try_wait()? {
             self.child = None;
             bail!("{} exited ({status}){}", self.name, self.log_tail());
@@ -280,20 +262,16 @@ fn anonymous_client(url: &str) -> Result<Client> {
 /// Builds a client from a kubeconfig file; call it once per tokio runtime (i.e. per test), since
 /// a `kube::Client` stops working when the runtime it was created on ends.
 pub async fn client_from_kubeconfig(path: &Path) -> Result<Client> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).with_context(|| format!("read {}", path.display()))?;
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("read {}", path.display()))?;
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
     Ok(Client::try_from(config)?)
 }
 
 /// The cluster entry the current context of a kubeconfig file points at.
 fn current_cluster(path: &Path) -> Result<kube::config::Cluster> {
-    let kubeconfig =
-        Kubeconfig::read_from(path).with_context(|| format!("read {}", path.display()))?;
-    let context_name = kubeconfig
-        .current_context
-        .as_deref()
-        .with_context(|| format!("{} has no current-context", path.display()))?;
+    let kubeconfig = Kubeconfig::read_from(path).with_context(|| format!("read {}", path.display()))?;
+    let context_name =
+        kubeconfig.current_context.as_deref().with_context(|| format!("{} has no current-context", path.display()))?;
     let cluster_name = kubeconfig
         .contexts
         .iter()
@@ -320,8 +298,7 @@ fn write_kubeconfig(path: &Path, cluster: Value, user: Value) -> Result<()> {
         "current-context": "envtest",
     });
     // JSON is YAML, so kubectl and client-go read it as they read any kubeconfig.
-    fs::write(path, serde_json::to_vec_pretty(&kubeconfig)?)
-        .with_context(|| format!("write {}", path.display()))
+    fs::write(path, serde_json::to_vec_pretty(&kubeconfig)?).with_context(|| format!("write {}", path.display()))
 }
 
 /// Writes a kubeconfig for `kubeconfig`'s current cluster that authenticates with a bearer
@@ -342,15 +319,10 @@ impl Ca {
     fn new(common_name: &str) -> Result<Self> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::CrlSign];
         let pem = params.self_signed(&key)?.pem();
         Ok(Self { params, key, pem })
     }
@@ -366,13 +338,9 @@ impl Ca {
         let key = KeyPair::generate()?;
         let sans: Vec<String> = subject_alt_names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
+        params.distinguished_name.push(DnType::CommonName, common_name);
         if let Some(organization) = organization {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, organization);
+            params.distinguished_name.push(DnType::OrganizationName, organization);
         }
         params.extended_key_usages = vec![usage];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -383,13 +351,8 @@ impl Ca {
 
 fn free_ports<const N: usize>() -> Result<[u16; N]> {
     // Held open together so that the ports differ; released just before the components bind them.
-    let listeners = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<io::Result<Vec<_>>>()?;
-    let ports = listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect::<io::Result<Vec<u16>>>()?;
+    let listeners = (0..N).map(|_| TcpListener::bind("127.0.0.1:0")).collect::<io::Result<Vec<_>>>()?;
+    let ports = listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect::<io::Result<Vec<u16>>>()?;
     Ok(ports.try_into().expect("exactly N ports"))
 }
 
@@ -436,9 +399,7 @@ impl ControlPlane {
     pub async fn start() -> Result<Self> {
         let started = Instant::now();
         remove_stale_dirs();
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
-            .tempdir()?;
+        let dir = tempfile::Builder::new().prefix(&format!("{DIR_PREFIX}{}-", std::process::id())).tempdir()?;
         let path = |name: &str| dir.path().join(name).display().to_string();
         let [etcd_port, peer_port, apiserver_port, controller_manager_port] = free_ports()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -447,12 +408,8 @@ impl ControlPlane {
 
         let serving_ca = Ca::new("testkit-serving-ca")?;
         let client_ca = Ca::new("testkit-client-ca")?;
-        let (serving_cert, serving_key) = serving_ca.issue(
-            "localhost",
-            None,
-            &["localhost", "127.0.0.1"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )?;
+        let (serving_cert, serving_key) =
+            serving_ca.issue("localhost", None, &["localhost", "127.0.0.1"], ExtendedKeyUsagePurpose::ServerAuth)?;
         let service_account_key = KeyPair::generate()?;
         for (name, contents) in [
             ("serving.crt", serving_cert),
@@ -468,12 +425,8 @@ impl ControlPlane {
             "certificate-authority-data": BASE64.encode(&serving_ca.pem),
         });
         let write_cert_kubeconfig = |file: &str, user: &str| -> Result<PathBuf> {
-            let (cert, key) = client_ca.issue(
-                user,
-                Some("system:masters"),
-                &[],
-                ExtendedKeyUsagePurpose::ClientAuth,
-            )?;
+            let (cert, key) =
+                client_ca.issue(user, Some("system:masters"), &[], ExtendedKeyUsagePurpose::ClientAuth)?;
             let user = json!({
                 "client-certificate-data": BASE64.encode(cert),
                 "client-key-data": BASE64.encode(key),
@@ -485,10 +438,8 @@ impl ControlPlane {
         let kubeconfig = write_cert_kubeconfig("kubeconfig", "admin")?;
         // With --use-service-account-credentials=false every controller acts as this user, and
         // the garbage collector must be able to delete any kind.
-        let controller_manager_kubeconfig = write_cert_kubeconfig(
-            "kube-controller-manager.kubeconfig",
-            "system:kube-controller-manager",
-        )?;
+        let controller_manager_kubeconfig =
+            write_cert_kubeconfig("kube-controller-manager.kubeconfig", "system:kube-controller-manager")?;
 
         let etcd = vec![
             format!("--data-dir={}", path("etcd")),
@@ -516,10 +467,7 @@ impl ControlPlane {
             "--disable-admission-plugins=ServiceAccount".into(),
             format!("--service-account-issuer={server_url}/"),
             format!("--service-account-key-file={}", path("service-account.pub")),
-            format!(
-                "--service-account-signing-key-file={}",
-                path("service-account.key")
-            ),
+            format!("--service-account-signing-key-file={}", path("service-account.key")),
         ];
         let controller_manager = vec![
             format!("--kubeconfig={}", controller_manager_kubeconfig.display()),
@@ -532,26 +480,22 @@ impl ControlPlane {
             format!("--cert-dir={}", path("kube-controller-manager")),
         ];
 
-        let plane = Self {
+        let mut plane = Self {
             etcd: Mutex::new(Component::new("etcd", dir.path(), etcd)?),
             apiserver: Mutex::new(Component::new("kube-apiserver", dir.path(), apiserver)?),
-            controller_manager: Mutex::new(Component::new(
-                "kube-controller-manager",
-                dir.path(),
-                controller_manager,
-            )?),
+            controller_manager: Mutex::new(Component::new("kube-controller-manager", dir.path(), controller_manager)?),
             etcd_url,
             server_url,
             controller_manager_url: format!("https://127.0.0.1:{controller_manager_port}"),
             kubeconfig,
             dir,
         };
-        // On error `plane` is dropped here, which kills whatever already runs.
-        plane.launch_etcd().await?;
-        plane.start_apiserver().await?;
-        lock(&plane.controller_manager).spawn()?;
-        let client = anonymous_client(&plane.controller_manager_url)?;
-        wait_ready(&plane.controller_manager, || get(&client, "/healthz")).await?;
+        if let Err(error) = plane.launch().await {
+            // Dropping `plane` kills whatever runs; the logs stay for a post-mortem until a later
+            // start sweeps them away.
+            plane.dir.disable_cleanup(true);
+            return Err(error.context(format!("the control plane did not start; see {}", plane.dir().display())));
+        }
         eprintln!(
             "control plane ready in {:.1}s: {} (logs in {})",
             started.elapsed().as_secs_f64(),
@@ -559,6 +503,14 @@ impl ControlPlane {
             plane.dir().display()
         );
         Ok(plane)
+    }
+
+    async fn launch(&self) -> Result<()> {
+        self.launch_etcd().await?;
+        self.start_apiserver().await?;
+        lock(&self.controller_manager).spawn()?;
+        let client = anonymous_client(&self.controller_manager_url)?;
+        wait_ready(&self.controller_manager, || get(&client, "/healthz")).await
     }
 
     /// The admin kubeconfig (user `admin` in group `system:masters`).
@@ -682,10 +634,7 @@ pub async fn shared() -> &'static TestCluster {
 
 /// Statics are never dropped, so without this every test run would leave etcd's data behind.
 extern "C" fn remove_shared_control_plane() {
-    if let Some(Ok(TestCluster {
-        local: Some(plane), ..
-    })) = SHARED.get()
-    {
+    if let Some(Ok(TestCluster { local: Some(plane), .. })) = SHARED.get() {
         plane.kill();
         let _ = fs::remove_dir_all(plane.dir());
     }
@@ -731,18 +680,13 @@ impl TestCluster {
                 );
                 paths.into_iter().next().expect("one path")
             }
-            None => PathBuf::from(env::var_os("HOME").context("HOME is not set")?)
-                .join(".kube/config"),
+            None => PathBuf::from(env::var_os("HOME").context("HOME is not set")?).join(".kube/config"),
         };
         let server_url = current_cluster(&kubeconfig)?
             .server
             .with_context(|| format!("the current cluster in {} has no server", kubeconfig.display()))?;
         eprintln!("testing against the existing cluster at {server_url} ({})", kubeconfig.display());
-        Ok(Self {
-            kubeconfig,
-            server_url,
-            local: None,
-        })
+        Ok(Self { kubeconfig, server_url, local: None })
     }
 
     /// A kubeconfig with full access to the cluster.
@@ -800,11 +744,8 @@ pub struct TestNamespace {
 
 /// Creates a namespace named `<prefix>-<random suffix>` (the prefix is made a valid name).
 pub async fn test_namespace(client: &Client, prefix: &str) -> Result<TestNamespace> {
-    let mut prefix: String = prefix
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
+    let mut prefix: String =
+        prefix.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
     prefix.truncate(50); // generateName adds 5 characters; names stop at 63
     let prefix = prefix.trim_matches('-');
     let namespace = Namespace {
@@ -846,16 +787,12 @@ impl Drop for TestNamespace {
     /// runtime does not once the test returns; call [`TestNamespace::delete`] for certainty.
     /// Leftovers carry [`TEST_NAMESPACE_LABEL`], and vanish with a local control plane anyway.
     fn drop(&mut self) {
-        let (Some(client), Ok(runtime)) =
-            (self.client.take(), tokio::runtime::Handle::try_current())
-        else {
+        let (Some(client), Ok(runtime)) = (self.client.take(), tokio::runtime::Handle::try_current()) else {
             return;
         };
         let name = std::mem::take(&mut self.name);
         runtime.spawn(async move {
-            let _ = Api::<Namespace>::all(client)
-                .delete(&name, &DeleteParams::background())
-                .await;
+            let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
         });
     }
 }

@@ -48,6 +48,7 @@ pub struct FakeZohoConfig {
     pub api_domain: String,
     /// The scope of every refresh token, echoed in token responses.
     pub scope: String,
+    /// Responses state it in whole seconds.
     pub token_lifetime: Duration,
     /// Answer `"expires_in_sec": <s>, "expires_in": <ms>` as Zoho once did.
     pub legacy_expires: bool,
@@ -227,7 +228,7 @@ impl Faults {
         let rule = self.rules.front_mut()?;
         let taken = rule.clone();
         if let Some(times) = &mut rule.times {
-            *times -= 0; *times -= 1; *times += 1;
+            *times -= 1;
             if *times == 0 {
                 self.rules.pop_front();
             }

@@ -40,8 +40,7 @@ async fn main() -> Result<()> {
         Some(path) => {
             // Renamed into place, so whoever waits for the file never reads half of it.
             let partial = path.with_extension("partial");
-            fs::copy(plane.kubeconfig_path(), &partial)
-                .with_context(|| format!("write {}", partial.display()))?;
+            fs::copy(plane.kubeconfig_path(), &partial).with_context(|| format!("write {}", partial.display()))?;
             fs::rename(&partial, &path)?;
             path
         }
