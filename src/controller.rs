@@ -298,7 +298,10 @@ fn failure_status(
     let ready = stored.is_some() && error.class() != FailureClass::Permanent;
     let mut message = format!("{error}; next attempt at {}", secret::format_time(retry_at));
     if let Some(token) = stored {
-        message += &format!(". Secret {target_name} keeps its current token, valid until {}", secret::format_time(token.expires_at));
+        message += &format!(
+            ". Secret {target_name} keeps its current token, valid until {}",
+            secret::format_time(token.expires_at)
+        );
     }
     let status = ZohoConnectionStatus {
         conditions: vec![ready_condition(connection, ready, error.reason(), message, now)],
@@ -324,10 +327,16 @@ fn usable_token(target: &Target, now: Timestamp) -> Option<&IssuedToken> {
 
 /// The status once the token served through a failure has expired: no longer Ready, for the same
 /// reason. `None` if the connection is not Ready anyway.
-fn expired_status(connection: &ZohoConnection, target_name: &str, retry_at: Timestamp, now: Timestamp) -> Option<ZohoConnectionStatus> {
+fn expired_status(
+    connection: &ZohoConnection,
+    target_name: &str,
+    retry_at: Timestamp,
+    now: Timestamp,
+) -> Option<ZohoConnectionStatus> {
     let previous = connection.ready_condition().filter(|c| c.status == "True")?;
     let status = connection.status.clone()?;
-    let expired_at = status.expires_at.as_ref().map_or_else(|| "an earlier time".to_string(), |t| secret::format_time(t.0));
+    let expired_at =
+        status.expires_at.as_ref().map_or_else(|| "an earlier time".to_string(), |t| secret::format_time(t.0));
     let message = format!(
         "the token in Secret {target_name} expired at {expired_at}; it could not be renewed ({}), next attempt at {}",
         previous.reason,

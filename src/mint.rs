@@ -217,6 +217,79 @@ mod tests {
         }
     }
 
+    mod against_the_fake {
+        use testkit::fake_zoho::{FakeZoho, FakeZohoConfig};
+
+        use super::*;
+        use crate::zoho::AllowList;
+
+        fn setup(budget: MintBudget) -> (FakeZoho, Arc<MintCoordinator>, AccountsUrl, Credentials, String) {
+            let fake = FakeZoho::start(FakeZohoConfig { throttle_limit: 100, ..FakeZohoConfig::default() });
+            fake.register_client("1000.CLIENT", "s");
+            fake.register_refresh_token("1000.CLIENT", "r");
+            let url = AccountsUrl::parse(&fake.url()).unwrap();
+            let client =
+                AccountsClient::new(AllowList::new(vec![url.clone()]), Duration::from_secs(1), Duration::from_secs(2));
+            let coordinator = Arc::new(MintCoordinator::new(client, budget, Arc::default()));
+            let credentials = credentials("s", "r");
+            let fingerprint = fingerprint(&url, &credentials);
+            (fake, coordinator, url, credentials, fingerprint)
+        }
+
+        #[tokio::test]
+        async fn concurrent_requests_for_one_credential_cause_one_mint() {
+            let (fake, coordinator, url, credentials, fingerprint) = setup(MintBudget::default());
+            let requests = (0..50).map(|_| {
+                let (coordinator, url, credentials, fingerprint) =
+                    (coordinator.clone(), url.clone(), credentials.clone(), fingerprint.clone());
+                tokio::spawn(async move {
+                    let now = Timestamp::now();
+                    coordinator.obtain(&url, &credentials, &fingerprint, |t| now < t.expires_at).await.unwrap()
+                })
+            });
+            let results = futures::future::join_all(requests).await;
+            let minted = results.iter().filter(|r| r.as_ref().unwrap().minted).count();
+            assert_eq!((minted, fake.mints("r")), (1, 1));
+        }
+
+        #[tokio::test]
+        async fn the_budget_defers_mints_beyond_it_without_asking_zoho() {
+            let budget = MintBudget { max_mints: 3, window: Duration::from_secs(600) };
+            let (fake, coordinator, url, credentials, fingerprint) = setup(budget);
+            for _ in 0..3 {
+                coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap();
+            }
+            let err = coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err();
+            let MintError::BudgetExhausted { until, .. } = err else { panic!("expected a deferral, got {err}") };
+            assert!(until > Timestamp::now() + Duration::from_secs(590));
+            assert_eq!(fake.stats().totals.requests, 3);
+        }
+
+        #[tokio::test]
+        async fn throttling_and_permanent_rejections_are_remembered_per_credential() {
+            let (fake, coordinator, url, credentials, fingerprint) = setup(MintBudget::default());
+            fake.update_config(|c| c.throttle_limit = 1);
+            coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap();
+            assert_eq!(
+                coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err().reason(),
+                "Throttled"
+            );
+            let err = coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err();
+            assert!(matches!(err, MintError::ThrottledUntil { .. }), "{err}");
+            assert_eq!(fake.stats().totals.requests, 2, "the throttled credential waits without asking again");
+
+            let revoked = super::credentials("s", "revoked");
+            fake.register_refresh_token("1000.CLIENT", "revoked");
+            fake.revoke("revoked");
+            let revoked_fingerprint = super::fingerprint(&url, &revoked);
+            for _ in 0..3 {
+                let err = coordinator.obtain(&url, &revoked, &revoked_fingerprint, |_| false).await.unwrap_err();
+                assert_eq!(err.reason(), "RefreshTokenRevoked");
+            }
+            assert_eq!(fake.requests("revoked"), 1, "a revoked credential is asked once, not once per connection");
+        }
+    }
+
     #[test]
     fn fingerprints_identify_credentials_without_revealing_them() {
         let eu = AccountsUrl::of(crate::zoho::DataCenter::EU);

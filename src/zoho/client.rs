@@ -190,6 +190,90 @@ mod tests {
         }
     }
 
+    mod against_the_fake {
+        use testkit::fake_zoho::{FakeZoho, FakeZohoConfig, Fault, FaultRule};
+
+        use super::*;
+
+        const CLIENT: &str = "1000.CLIENT";
+
+        fn setup(config: FakeZohoConfig) -> (FakeZoho, AccountsClient, AccountsUrl, Credentials) {
+            let fake = FakeZoho::start(config);
+            fake.register_client(CLIENT, "SENTINEL-secret");
+            fake.register_refresh_token(CLIENT, "SENTINEL-refresh");
+            let url = AccountsUrl::parse(&fake.url()).unwrap();
+            let client =
+                AccountsClient::new(AllowList::new(vec![url.clone()]), Duration::from_secs(1), Duration::from_secs(2));
+            (fake, client, url, credentials("SENTINEL-secret"))
+        }
+
+        fn credentials(secret: &str) -> Credentials {
+            Credentials {
+                client_id: CLIENT.into(),
+                client_secret: SecretString::from(secret.to_string()),
+                refresh_token: SecretString::from("SENTINEL-refresh"),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_refresh_grant_yields_a_live_token() {
+            let (fake, client, url, credentials) = setup(FakeZohoConfig::default());
+            let token = client.refresh(&url, &credentials).await.unwrap();
+            assert!(fake.is_live(token.access_token.expose_secret()));
+            assert_eq!(token.expires_at.duration_since(token.issued_at).as_secs(), 3600);
+        }
+
+        #[tokio::test]
+        async fn legacy_millisecond_expiry_is_understood() {
+            let config = FakeZohoConfig { legacy_expires: true, ..FakeZohoConfig::default() };
+            let (_fake, client, url, credentials) = setup(config);
+            let token = client.refresh(&url, &credentials).await.unwrap();
+            assert_eq!(token.expires_at.duration_since(token.issued_at).as_secs(), 3600);
+        }
+
+        #[tokio::test]
+        async fn zoho_errors_are_classified() {
+            let (fake, client, url, credentials) = setup(FakeZohoConfig::default());
+            let wrong_secret = self::credentials("wrong");
+            assert_eq!(client.refresh(&url, &wrong_secret).await.unwrap_err().reason(), "InvalidClient");
+            fake.revoke("SENTINEL-refresh");
+            assert_eq!(client.refresh(&url, &credentials).await.unwrap_err().reason(), "RefreshTokenRevoked");
+        }
+
+        #[tokio::test]
+        async fn bad_answers_are_transient_failures_with_clear_reasons() {
+            let (fake, client, url, credentials) = setup(FakeZohoConfig::default());
+            let cases = [
+                (Fault::HttpStatus { status: 503 }, "AccountsServerError"),
+                (Fault::Garbage, "MalformedResponse"),
+                (Fault::TruncatedJson, "MalformedResponse"),
+                (Fault::Empty, "MalformedResponse"),
+                (Fault::huge_body(), "MalformedResponse"),
+                (Fault::Hang, "AccountsServerTimeout"),
+            ];
+            for (fault, reason) in cases {
+                fake.inject_fault(FaultRule::new(fault.clone()).times(1));
+                let started = std::time::Instant::now();
+                let err = client.refresh(&url, &credentials).await.unwrap_err();
+                assert_eq!(
+                    (err.reason(), err.class()),
+                    (reason, crate::zoho::FailureClass::Transient),
+                    "{fault:?}: {err}"
+                );
+                assert!(started.elapsed() < Duration::from_secs(4), "{fault:?} took {:?}", started.elapsed());
+            }
+            assert!(client.refresh(&url, &credentials).await.is_ok(), "faults were one-shot");
+        }
+
+        #[tokio::test]
+        async fn a_server_off_the_allow_list_receives_nothing() {
+            let (fake, _client, url, credentials) = setup(FakeZohoConfig::default());
+            let client = AccountsClient::new(AllowList::default(), Duration::from_secs(1), Duration::from_secs(2));
+            assert_eq!(client.refresh(&url, &credentials).await.unwrap_err().reason(), "AccountsUrlNotAllowed");
+            assert_eq!(fake.stats().totals.requests, 0);
+        }
+    }
+
     #[test]
     fn credentials_debug_output_is_redacted() {
         let credentials = Credentials {

@@ -12,7 +12,7 @@ use kube::{
 use serde_json::json;
 use testkit::{
     control_plane::TestCluster,
-    fake_zoho::{Fault, FaultRule, FakeZohoConfig},
+    fake_zoho::{FakeZohoConfig, Fault, FaultRule},
 };
 
 use crate::support::*;
@@ -260,7 +260,9 @@ async fn a_standby_replica_takes_over_without_minting() {
     let handover = terminated.elapsed();
     assert!(handover < Duration::from_secs(6), "a released lease is taken within one retry period, not {handover:?}");
     assert_eq!(world.fake.mints(&world.refresh_token), 1);
-    eprintln!("measured: standby took over {takeover:.1?} after the leader was killed (lease 6 s), {handover:.1?} after a graceful stop; mints 1");
+    eprintln!(
+        "measured: standby took over {takeover:.1?} after the leader was killed (lease 6 s), {handover:.1?} after a graceful stop; mints 1"
+    );
     world.namespace.delete().await.ok();
 }
 

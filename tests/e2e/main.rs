@@ -1,7 +1,7 @@
 //! Integration tests against a real control plane (see `testkit::control_plane::shared`).
 
+mod chart;
 mod faults;
 mod lifecycle;
 mod smoke;
 mod support;
-mod chart;

@@ -277,4 +277,3 @@ impl<'c> World<'c> {
         .await
     }
 }
-
