@@ -155,7 +155,8 @@ pub struct ZohoConnectionStatus {
     pub next_refresh_time: Option<Time>,
     /// Consecutive failed attempts; it drives the backoff and survives restarts.
     #[serde(default)]
-    pub failed_attempts: u32,
+    #[schemars(range(min = 0))]
+    pub failed_attempts: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<Time>,
 }

@@ -121,17 +121,19 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
         }
         Err(error) => {
             let (status, retry_at) = failure_status(&connection, &target_name, &inputs, &error, now);
-            if !matches!(error, Error::Mint(MintError::BudgetExhausted { .. })) {
+            if matches!(error, Error::Mint(MintError::Zoho(_) | MintError::ThrottledUntil { .. })) {
                 let failed = FailureInput {
                     fingerprint: inputs.fingerprint.clone(),
                     generation: connection.metadata.generation,
                 };
                 ctx.failures.lock().expect("never poisoned").insert(uid(&connection), failed);
             }
-            warn!(reason = error.reason(), error = %error, retry_at = %retry_at, "no fresh token");
+            warn!(reason = error.reason(), error = %error, "no fresh token");
             write_status(&connection, &ctx, status).await?;
             ctx.metrics.reconciled(Some(error.reason()));
-            // Wake up when the served token expires too, so that Ready turns False on time.
+            // Configuration problems wait for the watches to report a change. Either way, wake up
+            // when the served token expires, so that Ready turns False on time.
+            let retry_at = retry_at.unwrap_or_else(|| now + RECHECK_PERMANENT);
             let wake_at = usable_token(&inputs.target, now).map_or(retry_at, |token| token.expires_at.min(retry_at));
             return Ok(requeue_at(wake_at));
         }
@@ -161,11 +163,11 @@ async fn fresh_token(
         .transpose()
         .map_err(Error::InvalidRefreshBefore)?;
     let accounts = match &spec.accounts_url {
-        Some(url) => AccountsUrl::parse(url)?,
+        Some(url) => AccountsUrl::parse(url).map_err(Error::AccountsUrl)?,
         None => AccountsUrl::of(spec.data_center),
     };
     // Checked before the credentials are even read: they must never travel to a host not allowed.
-    ctx.coordinator.accounts_client().allow_list().check(&accounts)?;
+    ctx.coordinator.accounts_client().allow_list().check(&accounts).map_err(Error::AccountsUrl)?;
     let credentials_secret = secrets.get_opt(&spec.credentials.secret_ref.name).await?;
     let credentials = credentials::from_secret(&spec.credentials, credentials_secret.as_ref())?;
     let fingerprint = mint::fingerprint(&accounts, &credentials);
@@ -262,41 +264,43 @@ fn success_status(
     }
 }
 
-/// The status after a failure, and when to try again. A token still in the Secret stays there and
-/// keeps the connection Ready through transient trouble; permanent problems make it not Ready,
-/// because the operator cannot renew the token until someone acts.
+/// The status after a failure, and when to try again (`None`: when the input changes). A token
+/// still in the Secret stays there and keeps the connection Ready through transient trouble;
+/// permanent problems make it not Ready, because the token cannot be renewed until someone acts.
+///
+/// Only requests to Zoho count as attempts. Everything else in the status depends on the inputs
+/// alone, so that reconciling the same problem again writes nothing, and the status write does not
+/// set off another reconcile.
 fn failure_status(
     connection: &ZohoConnection,
     target_name: &str,
     inputs: &Inputs,
     error: &Error,
     now: Timestamp,
-) -> (ZohoConnectionStatus, Timestamp) {
+) -> (ZohoConnectionStatus, Option<Timestamp>) {
     let previous = connection.status.clone().unwrap_or_default();
     let stored = usable_token(&inputs.target, now);
     let (failed_attempts, last_failure_time, retry_at) = match error {
-        // Still waiting out an earlier failure, or for budget: no new attempt was made.
         // Waiting for budget is a delay, not a failed attempt.
         Error::Mint(MintError::BudgetExhausted { until, .. }) => {
-            (previous.failed_attempts, previous.last_failure_time.clone(), *until)
+            (previous.failed_attempts, previous.last_failure_time.clone(), Some(*until))
         }
-        _ => {
+        Error::Mint(mint_error) => {
             let attempts = previous.failed_attempts.saturating_add(1);
-            let retry_at = match error {
-                Error::Mint(MintError::ThrottledUntil { until }) => *until,
-                _ => {
-                    now + schedule::retry_delay(
-                        error.class(),
-                        attempts,
-                        schedule::stable_jitter(&uid(connection), attempts),
-                    )
-                }
-            };
-            (attempts, Some(time(now)), retry_at)
+            let retry_at = mint_error.retry_not_before().unwrap_or_else(|| {
+                let attempts = attempts.unsigned_abs();
+                let jitter = schedule::stable_jitter(&uid(connection), attempts);
+                now + schedule::retry_delay(error.class(), attempts, jitter)
+            });
+            (attempts, Some(time(now)), Some(retry_at))
         }
+        _ => (previous.failed_attempts, previous.last_failure_time.clone(), None),
     };
     let ready = stored.is_some() && error.class() != FailureClass::Permanent;
-    let mut message = format!("{error}; next attempt at {}", secret::format_time(retry_at));
+    let mut message = error.to_string();
+    if let Some(retry_at) = retry_at {
+        message += &format!("; next attempt at {}", secret::format_time(retry_at));
+    }
     if let Some(token) = stored {
         message += &format!(
             ". Secret {target_name} keeps its current token, valid until {}",
@@ -310,7 +314,7 @@ fn failure_status(
         api_domain: stored.and(previous.api_domain),
         expires_at: stored.map(|t| time(t.expires_at)),
         last_refresh_time: stored.map(|t| time(t.issued_at)),
-        next_refresh_time: Some(time(retry_at)),
+        next_refresh_time: retry_at.map(time),
         failed_attempts,
         last_failure_time,
     };

@@ -23,6 +23,11 @@ pub enum Error {
     )]
     TargetSecretNotOwned { name: String, owner: String },
 
+    /// The accounts URL is malformed or not allowed; nothing was sent.
+    #[error(transparent)]
+    AccountsUrl(ZohoError),
+
+    /// A token request failed or was held back.
     #[error(transparent)]
     Mint(#[from] MintError),
 
@@ -33,12 +38,6 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-impl From<ZohoError> for Error {
-    fn from(err: ZohoError) -> Self {
-        Self::Mint(err.into())
-    }
-}
-
 impl Error {
     pub fn class(&self) -> FailureClass {
         match self {
@@ -46,7 +45,8 @@ impl Error {
             | Self::CredentialsKeyMissing { .. }
             | Self::InvalidCredentialsSecret { .. }
             | Self::InvalidRefreshBefore(_)
-            | Self::TargetSecretNotOwned { .. } => FailureClass::Permanent,
+            | Self::TargetSecretNotOwned { .. }
+            | Self::AccountsUrl(_) => FailureClass::Permanent,
             Self::Mint(err) => err.class(),
             Self::Kube(_) | Self::BackoffPending { .. } => FailureClass::Transient,
         }
@@ -60,6 +60,7 @@ impl Error {
             Self::InvalidCredentialsSecret { .. } => "InvalidCredentialsSecret",
             Self::InvalidRefreshBefore(_) => "InvalidRefreshBefore",
             Self::TargetSecretNotOwned { .. } => "TargetSecretNotOwned",
+            Self::AccountsUrl(err) => err.reason(),
             Self::Mint(err) => err.reason(),
             Self::BackoffPending { .. } => "BackoffPending",
             Self::Kube(_) => "KubernetesApiError",

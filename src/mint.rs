@@ -63,7 +63,7 @@ pub enum MintError {
 }
 
 impl MintError {
-    /// When asking again can make sense. `None` means: only after the input changes.
+    /// When asking again can make sense, if Zoho or the budget dictates it.
     pub fn retry_not_before(&self) -> Option<Timestamp> {
         match self {
             Self::BudgetExhausted { until, .. } | Self::ThrottledUntil { until } => Some(*until),

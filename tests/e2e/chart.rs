@@ -29,7 +29,7 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, Client, CustomResourceExt,
+    Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
 };
 use serde_json::{Value, json};
@@ -94,6 +94,14 @@ fn crd_template_matches_the_generated_crd() {
     let unkept = render(&scratch, "zoho", "ops", &json!({"crds": {"keep": false}}));
     let annotations = &unkept.get("CustomResourceDefinition", CRD_NAME)["metadata"]["annotations"];
     assert!(annotations.get("helm.sh/resource-policy").is_none(), "crds.keep=false still keeps: {annotations}");
+}
+
+#[test]
+fn app_version_is_the_crate_version() {
+    let chart: Value = serde_saphyr::from_str(&read(&format!("{CHART}/Chart.yaml"))).expect("Chart.yaml parses");
+    assert_eq!(chart["name"], "zoho-token-operator");
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"), "Chart.yaml's appVersion is not the crate's version");
+    assert_eq!(chart["kubeVersion"], ">=1.28.0-0");
 }
 
 #[test]
@@ -171,7 +179,11 @@ fn default_render_is_a_single_cluster_wide_operator() {
         assert!(pod.get(absent).is_none(), "{absent} is set by default: {}", pod[absent]);
     }
     let container = container(deployment);
-    assert_eq!(container["image"], "zoho-token-operator:0.1.0", "the tag defaults to appVersion");
+    assert_eq!(
+        container["image"],
+        format!("zoho-token-operator:{}", env!("CARGO_PKG_VERSION")),
+        "the tag defaults to appVersion"
+    );
     assert_eq!(container["imagePullPolicy"], "IfNotPresent");
     assert_eq!(args(deployment), ["--metrics-addr=0.0.0.0:8080", "--log-format=text"]);
     assert_eq!(
@@ -714,7 +726,7 @@ async fn operator_works_under_the_chart_rbac_with_leader_election() {
     };
     let admin = cluster.client().await.expect("client for the test cluster");
     let scratch = Scratch::new("operator-leader");
-    ensure_crd(&admin).await;
+    crate::support::install_crd(&admin).await;
     let namespace = test_namespace(&admin, "chart-leader").await.expect("test namespace");
     let ns = namespace.name();
     let confine = if existing { vec![format!("--watch-namespace={ns}")] } else { vec![] };
@@ -785,7 +797,7 @@ async fn operator_works_under_the_chart_rbac_in_watched_namespaces_only() {
     let cluster = shared().await;
     let admin = cluster.client().await.expect("client for the test cluster");
     let scratch = Scratch::new("operator-watch");
-    ensure_crd(&admin).await;
+    crate::support::install_crd(&admin).await;
     let home = test_namespace(&admin, "chart-watch-operator").await.expect("test namespace");
     let watched = test_namespace(&admin, "chart-watch-app").await.expect("test namespace");
     let other = test_namespace(&admin, "chart-watch-other").await.expect("test namespace");
@@ -1212,15 +1224,6 @@ fn diff_hint(a: &Value, b: &Value) -> String {
 // ---------------------------------------------------------------------------------------------
 // Cluster helpers.
 // ---------------------------------------------------------------------------------------------
-
-/// Applies the operator's CRD (shared by the tests of this binary) and waits until it is served.
-async fn ensure_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(CRD_NAME, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(ZohoConnection::crd()))
-        .await
-        .expect("apply the ZohoConnection CRD");
-    wait_for_crd(&crds).await;
-}
 
 async fn wait_for_crd(crds: &Api<CustomResourceDefinition>) {
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -161,7 +161,7 @@ async fn a_restarted_operator_reuses_the_stored_token() {
 #[tokio::test]
 async fn a_foreign_secret_is_left_untouched_with_a_clear_condition() {
     let world = World::shared("core-foreign", FakeZohoConfig::default()).await;
-    let _operator = world.operator(&[]);
+    let operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     let foreign = credentials_secret("crm", "someone", "else's", "secret");
     create(&world.secrets, &foreign).await;
@@ -174,6 +174,10 @@ async fn a_foreign_secret_is_left_untouched_with_a_clear_condition() {
     assert_eq!(untouched.data, foreign.data);
     assert!(untouched.owner_references().is_empty());
     assert_eq!(world.fake.stats().totals.requests, 0, "nothing is minted for a target it cannot write");
+    // The problem is reported once; the status write must not set off a reconcile loop.
+    let reconciles = operator.metric("zoho_operator_reconciles_total").unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(operator.metric("zoho_operator_reconciles_total"), Some(reconciles), "reconciles kept coming");
 
     // Once the foreign Secret is gone, the operator takes the name.
     world.secrets.delete("crm", &DeleteParams::default()).await.unwrap();

@@ -2,6 +2,7 @@
 
 mod chart;
 mod faults;
+mod leaks;
 mod lifecycle;
 mod smoke;
 mod support;

@@ -24,7 +24,7 @@ use testkit::{
     control_plane::{TestCluster, TestNamespace, shared, spawn_tied_to_process, test_namespace},
     fake_zoho::{FakeZoho, FakeZohoConfig},
 };
-use zoho_token_operator::api::{READY_CONDITION, ZohoConnection};
+use zoho_token_operator::api::ZohoConnection;
 
 pub const CLIENT_ID: &str = "1000.TESTCLIENT";
 pub const CLIENT_SECRET: &str = "test-client-secret";
@@ -56,7 +56,22 @@ impl Operator {
         Self::start_with_kubeconfig(cluster.kubeconfig_path(), namespace, fake, extra_args)
     }
 
+    /// Like [`Operator::start`], with extra environment variables (which override the defaults).
+    pub fn start_with_env(
+        cluster: &TestCluster,
+        namespace: &str,
+        fake: &FakeZoho,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::spawn(cluster.kubeconfig_path(), namespace, fake, extra_args, env)
+    }
+
     pub fn start_with_kubeconfig(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str]) -> Self {
+        Self::spawn(kubeconfig, namespace, fake, extra_args, &[])
+    }
+
+    fn spawn(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for the operator's log");
         let log = dir.path().join("operator.log");
         let metrics_port = free_port();
@@ -73,6 +88,7 @@ impl Operator {
                 std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
             )
             .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&log).expect("create the operator log"))
             .stderr(File::options().append(true).open(&log).expect("open the operator log"));
@@ -122,6 +138,11 @@ impl Operator {
 
     pub fn metrics(&self) -> String {
         self.http_get("/metrics").map(|(_, body)| body).unwrap_or_default()
+    }
+
+    /// The value of one metric series, e.g. `zoho_operator_reconciles_total`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics().lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
     }
 }
 
