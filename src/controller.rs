@@ -22,6 +22,7 @@ use kube::{
         controller::{Action, Config as ControllerConfig},
         events::{Event, EventType, Recorder},
         reflector::{ObjectRef, Store},
+        utils::{Backoff, ResetTimerBackoff},
         watcher::Config as WatcherConfig,
     },
 };
@@ -423,7 +424,30 @@ fn error_policy(connection: Arc<ZohoConnection>, error: &Error, ctx: Arc<Context
     };
     ctx.metrics.reconciled(Some(error.reason()));
     warn!(error = %error, attempts, "reconcile failed");
-    Action::requeue(schedule::retry_delay(FailureClass::Transient, attempts, rand::random()))
+    Action::requeue(schedule::api_retry_delay(attempts, rand::random()))
+}
+
+/// Backoff for the watches. kube's default follows client-go (up to 30 s, reset after 2 minutes
+/// without errors), which after an API server or etcd restart can delay noticing changes by a
+/// minute; the watches here are few and cheap, so they retry sooner.
+#[derive(Default)]
+struct WatchBackoff {
+    failed_attempts: u32,
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
+        Some(schedule::api_retry_delay(self.failed_attempts, rand::random()))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.failed_attempts = 0;
+    }
 }
 
 /// Runs the controller for one namespace (or all, with `None`) until `shutdown` resolves.
@@ -453,6 +477,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .with_config(ControllerConfig::default().concurrency(16))
+        .trigger_backoff(ResetTimerBackoff::new(WatchBackoff::default(), Duration::from_secs(30)))
         .graceful_shutdown_on(shutdown)
         .run(
             |connection, ctx: Arc<Context>| async move {

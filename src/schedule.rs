@@ -16,6 +16,8 @@ const TRANSIENT_CAP: Duration = Duration::from_secs(300);
 /// Permanent failures wait for a change to the spec or the credentials; this slow re-check only
 /// catches fixes made at Zoho's side (for example a re-enabled client).
 const PERMANENT_RECHECK: Duration = Duration::from_secs(3600);
+const API_RETRY_BASE: Duration = Duration::from_secs(1);
+const API_RETRY_CAP: Duration = Duration::from_secs(15);
 
 /// When to mint the successor of a token issued at `issued_at` that expires at `expires_at`.
 ///
@@ -49,6 +51,15 @@ pub fn retry_delay(class: FailureClass, failed_attempts: u32, jitter: f64) -> Du
         FailureClass::Throttled => THROTTLE_WINDOW + THROTTLE_WINDOW.mul_f64(0.1 * jitter),
         FailureClass::Permanent => PERMANENT_RECHECK + PERMANENT_RECHECK.mul_f64(0.1 * jitter),
     }
+}
+
+/// How long to wait before retrying after `failed_attempts` consecutive Kubernetes API errors. The
+/// cap is short: an API server outage costs Zoho nothing, and the operator should be back soon
+/// after the API server is.
+pub fn api_retry_delay(failed_attempts: u32, jitter: f64) -> Duration {
+    let exponent = failed_attempts.saturating_sub(1).min(16);
+    let full = API_RETRY_BASE.saturating_mul(1 << exponent).min(API_RETRY_CAP);
+    full.div_f64(2.0) + full.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
 /// A jitter fraction in `[0, 1)` derived from a stable seed, so that the retry time computed
@@ -134,6 +145,13 @@ mod tests {
     #[test]
     fn permanent_failures_are_rechecked_only_slowly() {
         assert!(retry_delay(FailureClass::Permanent, 1, 0.0) >= Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn api_errors_back_off_from_one_second_to_fifteen() {
+        let delays: Vec<u64> = (1..=6).map(|n| api_retry_delay(n, 1.0).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 15, 15]);
+        assert_eq!(api_retry_delay(1, 0.0), Duration::from_millis(500));
     }
 
     #[test]
