@@ -93,8 +93,7 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
     let existing = secrets.get_opt(&target_name).await?;
     let mut inputs = Inputs { target: secret::inspect(existing.as_ref(), &uid(&connection)), fingerprint: None };
 
-    let outcome = fresh_token(&connection, &ctx, &secrets, &mut inputs, now).await;
-    let result = match outcome {
+    match fresh_token(&connection, &ctx, &secrets, &mut inputs, now).await {
         Ok(fresh) => {
             let desired = secret::desired(&connection, &fresh.token, &fresh.api_domain, &fresh.fingerprint);
             if !existing.as_ref().is_some_and(|e| secret::is_up_to_date(e, &desired)) {
@@ -104,8 +103,8 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
                 info!(secret = %target_name, expires_at = %secret::format_time(fresh.token.expires_at), "wrote token to target Secret");
             }
             ctx.failures.lock().expect("never poisoned").remove(&uid(&connection));
-            let status = success_status(&connection, &target_name, &fresh, now);
-            write_status(&connection, &ctx, status).await?;
+            write_status(&connection, &ctx, success_status(&connection, &target_name, &fresh, now)).await?;
+            ctx.metrics.reconciled(None);
             Ok(requeue_at(fresh.refresh_at))
         }
         Err(Error::Kube(err)) => Err(Error::Kube(err)),
@@ -118,6 +117,7 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             {
                 write_status(&connection, &ctx, status).await?;
             }
+            ctx.metrics.reconciled(None);
             Ok(requeue_at(usable.map_or(until, |token| token.expires_at.min(until))))
         }
         Err(error) => {
@@ -135,12 +135,9 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
             // Configuration problems wait for the watches to report a change. Either way, wake up
             // when the served token expires, so that Ready turns False on time.
             let retry_at = retry_at.unwrap_or_else(|| now + RECHECK_PERMANENT);
-            let wake_at = usable_token(&inputs.target, now).map_or(retry_at, |token| token.expires_at.min(retry_at));
-            return Ok(requeue_at(wake_at));
+            Ok(requeue_at(usable_token(&inputs.target, now).map_or(retry_at, |token| token.expires_at.min(retry_at))))
         }
-    };
-    ctx.metrics.reconciled(None);
-    result
+    }
 }
 
 /// Finds the token the target Secret should hold: the stored one while it is good, else one from
@@ -191,6 +188,14 @@ async fn fresh_token(
     }
 
     if let Some(retry_at) = pending_retry(connection, ctx, &fingerprint, now) {
+        // While the refresh waits out its backoff, a target that lost its token gets back the
+        // one held in memory, as long as it is still valid.
+        if usable_token(&inputs.target, now).is_none()
+            && let Some(token) = ctx.coordinator.latest(&fingerprint).await
+            && schedule::is_usable(token.expires_at, now)
+        {
+            return Ok(Fresh { api_domain: api_domain(&token), refresh_at: retry_at, fingerprint, token });
+        }
         return Err(Error::BackoffPending { until: retry_at });
     }
     let obtained =

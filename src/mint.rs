@@ -100,7 +100,7 @@ pub struct Obtained {
 #[derive(Default)]
 struct CredentialState {
     /// The newest token minted for (or seen with) this credential.
-    latest: Option<(IssuedToken, String)>,
+    latest: Option<IssuedToken>,
     recent_mints: VecDeque<Timestamp>,
     throttled_until: Option<Timestamp>,
     /// A permanent rejection, remembered per fingerprint so that connections sharing a revoked
@@ -135,9 +135,14 @@ impl MintCoordinator {
     pub async fn remember(&self, fingerprint: &str, token: &IssuedToken) {
         let state = self.state(fingerprint);
         let mut state = state.lock().await;
-        if state.latest.as_ref().is_none_or(|(latest, _)| latest.expires_at < token.expires_at) {
-            state.latest = Some((token.clone(), fingerprint.to_string()));
+        if state.latest.as_ref().is_none_or(|latest| latest.expires_at < token.expires_at) {
+            state.latest = Some(token.clone());
         }
+    }
+
+    /// The newest token known for the credential, whether or not it is due for refresh.
+    pub async fn latest(&self, fingerprint: &str) -> Option<IssuedToken> {
+        self.state(fingerprint).lock().await.latest.clone()
     }
 
     /// Returns a token for the credential that `still_fresh` accepts: the one most recently minted for
@@ -152,7 +157,7 @@ impl MintCoordinator {
     ) -> Result<Obtained, MintError> {
         let state = self.state(fingerprint);
         let mut state = state.lock().await;
-        if let Some((token, _)) = state.latest.as_ref().filter(|(token, _)| still_fresh(token)) {
+        if let Some(token) = state.latest.as_ref().filter(|token| still_fresh(token)) {
             return Ok(Obtained { token: token.clone(), minted: false });
         }
         let now = Timestamp::now();
@@ -188,7 +193,7 @@ impl MintCoordinator {
             Ok(token) => {
                 state.rejected = None;
                 state.throttled_until = None;
-                state.latest = Some((token.clone(), fingerprint.to_string()));
+                state.latest = Some(token.clone());
                 Ok(Obtained { token, minted: true })
             }
             Err(err) => {

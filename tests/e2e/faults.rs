@@ -42,6 +42,15 @@ async fn zoho_outage_keeps_the_old_token_and_recovers_promptly() {
     let status = zc.status.unwrap();
     assert!(status.failed_attempts >= 2 && status.last_failure_time.is_some(), "{status:?}");
 
+    // A target deleted during the outage gets the still-valid token back from memory.
+    world.secrets.delete("crm", &Default::default()).await.unwrap();
+    let restored = eventually(SETTLE, "the deleted target to be restored during the outage", || async {
+        let secret = world.secrets.get_opt("crm").await.ok()??;
+        secret.metadata.deletion_timestamp.is_none().then(|| string_data(&secret, "access_token")).flatten()
+    })
+    .await;
+    assert_eq!(restored, first);
+
     world.fake.clear_faults();
     let back = Instant::now();
     let second = eventually(Duration::from_secs(30), "a new token after the outage", || async {
