@@ -25,6 +25,9 @@ fn frozen() -> FakeZohoConfig {
 }
 
 fn http() -> reqwest::Client {
+    // In a workspace build, cargo unifies in the operator's reqwest features, which bring rustls
+    // without a crypto provider; reqwest then needs one installed, even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 

@@ -68,6 +68,9 @@ impl Drop for FakeZohoProcess {
 }
 
 fn http() -> reqwest::Client {
+    // In a workspace build, cargo unifies in the operator's reqwest features, which bring rustls
+    // without a crypto provider; reqwest then needs one installed, even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 
