@@ -71,7 +71,7 @@ impl Context {
     }
 }
 
-/// The token a connection ends up with, and whether it was minted for this reconcile.
+/// The token a connection's Secret should hold, and when to replace it.
 struct Fresh {
     token: IssuedToken,
     fingerprint: String,

@@ -74,6 +74,38 @@ async fn zoho_outage_keeps_the_old_token_and_recovers_promptly() {
 }
 
 #[tokio::test]
+async fn a_restart_keeps_the_backoff_instead_of_retrying_at_once() {
+    let world = World::shared("fault-backoff", FakeZohoConfig::default()).await;
+    world.fake.inject_fault(FaultRule::new(Fault::HttpStatus { status: 502 }));
+    let mut operator = world.operator(&[]);
+    world.create_credentials("zoho-oauth").await;
+    world.create_connection("crm", json!({})).await;
+    let status = eventually(Duration::from_secs(60), "three failed attempts", || async {
+        let status = world.connections.get("crm").await.ok()?.status?;
+        (status.failed_attempts >= 3).then_some(status)
+    })
+    .await;
+    operator.kill();
+    let requests_before = world.fake.requests(&world.refresh_token);
+    let retry_at = status.next_refresh_time.unwrap().0;
+
+    let _operator = world.operator(&[]);
+    let status = eventually(Duration::from_secs(60), "the next attempt after the restart", || async {
+        let next = world.connections.get("crm").await.ok()?.status?;
+        (next.failed_attempts > status.failed_attempts).then_some(next)
+    })
+    .await;
+    let retried_at = status.last_failure_time.unwrap().0;
+    assert!(
+        retried_at.as_second() >= retry_at.as_second(),
+        "the restarted operator retried at {retried_at}, before the persisted retry time {retry_at}"
+    );
+    assert_eq!(world.fake.requests(&world.refresh_token), requests_before + 1, "one request after the restart");
+    assert_eq!(status.failed_attempts, 4, "the attempt count carries on across the restart");
+    world.namespace.delete().await.ok();
+}
+
+#[tokio::test]
 async fn throttling_waits_out_the_window_without_further_requests() {
     // Zoho answers the throttle with HTTP 200 and localized text for some accounts: the hardest case.
     let config = FakeZohoConfig {

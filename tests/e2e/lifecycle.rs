@@ -187,6 +187,25 @@ async fn a_foreign_secret_is_left_untouched_with_a_clear_condition() {
 }
 
 #[tokio::test]
+async fn a_target_owned_by_another_connection_is_not_taken_over() {
+    let world = World::shared("core-contested", FakeZohoConfig::default()).await;
+    let _operator = world.operator(&[]);
+    world.create_credentials("zoho-oauth").await;
+    world.create_connection("first", json!({"target": {"secretName": "shared-name"}})).await;
+    let token = world.live_token("shared-name").await;
+    world.create_connection("second", json!({"target": {"secretName": "shared-name"}})).await;
+
+    let zc = wait_ready(&world.connections, "second", "False", "TargetSecretNotOwned", SETTLE).await;
+    let message = &zc.ready_condition().unwrap().message;
+    assert!(message.contains("ZohoConnection first"), "{message}");
+    let secret = world.secrets.get("shared-name").await.unwrap();
+    assert_eq!(secret.owner_references()[0].name, "first");
+    assert_eq!(string_data(&secret, "access_token"), Some(token));
+    wait_ready(&world.connections, "first", "True", "TokenIssued", SETTLE).await;
+    world.namespace.delete().await.ok();
+}
+
+#[tokio::test]
 async fn missing_credentials_give_a_clear_condition_and_recover() {
     let world = World::shared("core-missing", FakeZohoConfig::default()).await;
     let _operator = world.operator(&[]);
