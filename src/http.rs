@@ -20,11 +20,13 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
+/// Binds the address first, so that a port in use stops the operator at startup with a clear
+/// error instead of leaving it running without probes and metrics; the returned future serves.
 pub async fn serve(
     addr: SocketAddr,
     health: Health,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<impl Future<Output = std::io::Result<()>>> {
     let app = Router::new()
         .route(
             "/metrics",
@@ -44,7 +46,9 @@ pub async fn serve(
             }),
         )
         .with_state(health);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr} (--metrics-addr): {err}")))?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    Ok(axum::serve(listener, app).with_graceful_shutdown(shutdown).into_future())
 }

@@ -77,7 +77,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let health = http::Health { metrics: metrics.clone(), ready: ready.clone() };
-    let server = tokio::spawn(http::serve(metrics_addr, health, shutdown.clone()));
+    let server = tokio::spawn(http::serve(metrics_addr, health, shutdown.clone()).await?);
 
     check_crd_served(&client, &watch_namespaces).await?;
     let identity = leader_election_identity
