@@ -291,8 +291,8 @@ async fn a_standby_replica_takes_over_without_minting() {
     let mut second = second;
     let _third = world.operator(&args("replica-c"));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(second.terminate().success(), "a graceful shutdown exits 0:\n{}", second.logs());
     let terminated = Instant::now();
+    assert!(second.terminate().success(), "a graceful shutdown exits 0:\n{}", second.logs());
     eventually(Duration::from_secs(30), "replica-c to take the released lease", || async {
         (holder(leases.get("zoho-token-operator").await.ok()?).as_deref() == Some("replica-c")).then_some(())
     })
