@@ -8,10 +8,8 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     fs,
-    io::{Read, Write},
-    net::{Ipv4Addr, TcpListener, TcpStream},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -35,12 +33,13 @@ use kube::{
 use serde_json::{Value, json};
 use testkit::{
     control_plane::{
-        CLUSTER_ENV, TestCluster, TestNamespace, client_from_kubeconfig, find_binary, shared, spawn_tied_to_process,
-        test_namespace,
+        CLUSTER_ENV, TestCluster, TestNamespace, client_from_kubeconfig, find_binary, shared, test_namespace,
     },
     fake_zoho::{FakeZoho, FakeZohoConfig},
 };
 use zoho_token_operator::api::ZohoConnection;
+
+use crate::support::{OPERATOR_BINARY, Operator, free_port};
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/zoho-token-operator");
 const GENERATED_CRD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/zohoconnection.yaml");
@@ -742,7 +741,7 @@ async fn operator_works_under_the_chart_rbac_with_leader_election() {
     });
     let release = Release::install(&scratch, cluster, ns, ns, &values).await;
     let pod_name = format!("{}-7d4b9c-x2k8q", release.fullname);
-    let operator = release.run_operator(&scratch, &pod_name, &confine).await;
+    let operator = release.run_operator(&pod_name, &confine).await;
 
     create_connection(&admin, ns, &zoho).await;
     let token = wait_for_token(&admin, ns, &zoho, &operator).await;
@@ -755,13 +754,13 @@ async fn operator_works_under_the_chart_rbac_with_leader_election() {
     assert_eq!(lease.holder_identity.as_deref(), Some(pod_name.as_str()), "the Lease holder");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        operator.assert_running();
+        assert!(operator.is_running(), "the operator exited early:\n{}", operator.logs());
         let renewed = leases.get(&release.fullname).await.expect("the Lease").spec.expect("a Lease spec");
         assert_eq!(renewed.holder_identity, lease.holder_identity, "the operator lost the Lease");
         if renewed.renew_time.as_ref().map(|t| t.0) > lease.renew_time.as_ref().map(|t| t.0) {
             break;
         }
-        assert!(Instant::now() < deadline, "the Lease was not renewed within 30s\n{}", operator.log_tail());
+        assert!(Instant::now() < deadline, "the Lease was not renewed within 30s\n{}", operator.logs());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     wait_for_ready_status_and_event(&admin, ns, &operator).await;
@@ -840,7 +839,7 @@ async fn operator_works_under_the_chart_rbac_in_watched_namespaces_only() {
         .await
         .expect("the operator can list Secrets in its watched namespace");
 
-    let operator = release.run_operator(&scratch, "zoho-token-operator-5c8f7-abcde", &[]).await;
+    let operator = release.run_operator("zoho-token-operator-5c8f7-abcde", &[]).await;
     create_connection(&admin, other.name(), &zoho).await;
     create_connection(&admin, watched.name(), &zoho).await;
     wait_for_token(&admin, watched.name(), &zoho, &operator).await;
@@ -1347,7 +1346,7 @@ async fn wait_for_token(client: &Client, namespace: &str, zoho: &FakeZoho, opera
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let deadline = Instant::now() + TOKEN_TIMEOUT;
     loop {
-        operator.assert_running();
+        assert!(operator.is_running(), "the operator exited early:\n{}", operator.logs());
         let token = secrets
             .get_opt("crm-token")
             .await
@@ -1365,7 +1364,7 @@ async fn wait_for_token(client: &Client, namespace: &str, zoho: &FakeZoho, opera
             panic!(
                 "no live token in {namespace}/crm-token after {TOKEN_TIMEOUT:?}; ZohoConnection status: {status}\n\
                  operator log:\n{}",
-                operator.log_tail()
+                operator.logs()
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -1395,7 +1394,7 @@ async fn wait_for_ready_status_and_event(client: &Client, namespace: &str, opera
         assert!(
             Instant::now() < deadline,
             "status Ready={ready}, TokenIssued event recorded={recorded} in {namespace}\noperator log:\n{}",
-            operator.log_tail()
+            operator.logs()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -1490,7 +1489,7 @@ impl Release {
     /// Runs the operator binary out of cluster as the Deployment's container would run: its
     /// arguments, its environment (the downward API filled in by hand), the ServiceAccount's token.
     /// Only the metrics address moves to a free loopback port, and `extra_args` are added.
-    async fn run_operator(&self, scratch: &Scratch, pod_name: &str, extra_args: &[String]) -> Operator {
+    async fn run_operator(&self, pod_name: &str, extra_args: &[String]) -> Operator {
         let deployment = self.manifests.of_kind("Deployment")[0];
         let port = free_port();
         let mut args = args(deployment);
@@ -1499,9 +1498,7 @@ impl Release {
         *metrics = format!("--metrics-addr=127.0.0.1:{port}");
         args.extend_from_slice(extra_args);
 
-        let log = scratch.path(&format!("operator-{pod_name}.log"));
-        let log_file = fs::File::create(&log).expect("create the operator log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zoho-token-operator"));
+        let mut command = Command::new(OPERATOR_BINARY);
         command.args(&args).env_clear().env("KUBECONFIG", &self.kubeconfig);
         for var in container(deployment)["env"].as_array().expect("env") {
             let name = var["name"].as_str().expect("env name");
@@ -1513,20 +1510,18 @@ impl Release {
             };
             command.env(name, value);
         }
-        command.stdin(Stdio::null()).stdout(log_file.try_clone().expect("log file")).stderr(log_file);
-        let child = spawn_tied_to_process(command).expect("start the operator");
-        let operator = Operator { child, log };
+        let operator = Operator::launch(command, port);
 
         // The chart's probes answer on the metrics port.
         let deadline = Instant::now() + Duration::from_secs(30);
         for probe in ["livenessProbe", "readinessProbe"] {
             let path = container(deployment)[probe]["httpGet"]["path"].as_str().expect("an HTTP probe").to_owned();
             loop {
-                operator.assert_running();
-                if http_get_status(port, &path) == Some(200) {
+                assert!(operator.is_running(), "the operator exited early:\n{}", operator.logs());
+                if operator.http_get(&path).map(|(status, _)| status) == Some(200) {
                     break;
                 }
-                assert!(Instant::now() < deadline, "{probe} {path} never answered 200\n{}", operator.log_tail());
+                assert!(Instant::now() < deadline, "{probe} {path} never answered 200\n{}", operator.logs());
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -1540,53 +1535,4 @@ impl Release {
         );
         assert!(output.status.success(), "helm uninstall {}:\n{}", self.name, output_text(&output));
     }
-}
-
-/// The operator process, killed on drop (and by the kernel if the test binary dies first).
-struct Operator {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Operator {
-    fn assert_running(&self) {
-        // try_wait needs &mut; /proc tells as much, and shows an exited child as a zombie.
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-        assert!(
-            matches!(state, Some(s) if s != "Z" && s != "X"),
-            "the operator exited early\noperator log:\n{}",
-            self.log_tail()
-        );
-    }
-
-    fn log_tail(&self) -> String {
-        let log = fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            eprintln!("operator log ({}):\n{}", self.log.display(), self.log_tail());
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind a free port").local_addr().expect("local address").port()
-}
-
-/// The status code of `GET path` on the loopback port, or None if nothing answers.
-fn http_get_status(port: u16, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect_timeout(&(Ipv4Addr::LOCALHOST, port).into(), Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
 }

@@ -165,7 +165,7 @@ async fn a_revoked_refresh_token_stops_requests_until_the_credentials_change() {
 async fn apiserver_and_etcd_restarts_lose_nothing_and_mint_nothing_extra() {
     let cluster = TestCluster::dedicated().await.expect("a control plane of its own");
     let world = World::on(&cluster, "fault-apiserver", lifetime(30)).await;
-    let mut operator = world.operator(&[]);
+    let operator = world.operator(&[]);
     world.create_credentials("zoho-oauth").await;
     world.create_connection("crm", json!({})).await;
     let first = world.live_token("crm").await;

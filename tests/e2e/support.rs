@@ -72,10 +72,8 @@ impl Operator {
     }
 
     fn spawn(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for the operator's log");
-        let log = dir.path().join("operator.log");
         let metrics_port = free_port();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_zoho-token-operator"));
+        let mut command = Command::new(OPERATOR_BINARY);
         command
             .arg("run")
             .args(["--watch-namespace", namespace])
@@ -88,7 +86,16 @@ impl Operator {
                 std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
             )
             .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::launch(command, metrics_port)
+    }
+
+    /// Starts `command`, the operator binary with its arguments and environment, logging to a
+    /// file; `metrics_port` is the port its `--metrics-addr` names.
+    pub fn launch(mut command: Command, metrics_port: u16) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the operator's log");
+        let log = dir.path().join("operator.log");
+        command
             .stdin(Stdio::null())
             .stdout(File::create(&log).expect("create the operator log"))
             .stderr(File::options().append(true).open(&log).expect("open the operator log"));
@@ -116,8 +123,12 @@ impl Operator {
         }
     }
 
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("poll the operator").is_none()
+    /// Whether the process still runs. Read from /proc, which shows an exited, unreaped child as a
+    /// zombie, so that this needs no `&mut`.
+    pub fn is_running(&self) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+        matches!(state, Some(s) if s != "Z" && s != "X")
     }
 
     pub fn logs(&self) -> String {
@@ -155,7 +166,9 @@ impl Drop for Operator {
     }
 }
 
-fn free_port() -> u16 {
+pub const OPERATOR_BINARY: &str = env!("CARGO_BIN_EXE_zoho-token-operator");
+
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
 }
 
