@@ -103,9 +103,9 @@ struct CredentialState {
     latest: Option<IssuedToken>,
     recent_mints: VecDeque<Timestamp>,
     throttled_until: Option<Timestamp>,
-    /// A permanent rejection, remembered per fingerprint so that connections sharing a revoked
-    /// credential do not each ask Zoho again.
-    rejected: Option<(String, ZohoError, Timestamp)>,
+    /// A permanent rejection and when it came, so that connections sharing a revoked credential
+    /// do not each ask Zoho again.
+    rejected: Option<(ZohoError, Timestamp)>,
 }
 
 /// Coordinates all token requests of the process.
@@ -161,7 +161,7 @@ impl MintCoordinator {
             return Ok(Obtained { token: token.clone(), minted: false });
         }
         let now = Timestamp::now();
-        if let Some((_, err, at)) = state.rejected.as_ref().filter(|(fp, _, _)| fp == fingerprint) {
+        if let Some((err, at)) = &state.rejected {
             let recheck_at = *at + schedule::retry_delay(FailureClass::Permanent, 1, 0.0);
             if now < recheck_at {
                 return Err(err.clone().into());
@@ -199,7 +199,7 @@ impl MintCoordinator {
             Err(err) => {
                 match err.class() {
                     FailureClass::Throttled => state.throttled_until = Some(now + schedule::THROTTLE_WINDOW),
-                    FailureClass::Permanent => state.rejected = Some((fingerprint.to_string(), err.clone(), now)),
+                    FailureClass::Permanent => state.rejected = Some((err.clone(), now)),
                     FailureClass::Transient => {}
                 }
                 Err(err.into())
