@@ -52,9 +52,9 @@ pub struct Context {
     pub coordinator: MintCoordinator,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    /// For each connection (by uid), the credentials and generation of its last failure. A new
-    /// attempt before the backoff ends is made only when one of them changed.
-    failures: Mutex<HashMap<String, FailureInput>>,
+    /// For each connection, the credentials and generation of its last failure. A new attempt
+    /// before the backoff ends is made only when one of them changed.
+    failures: Mutex<HashMap<ObjectRef<ZohoConnection>, FailureInput>>,
     /// Consecutive Kubernetes API errors per connection, for error_policy's backoff.
     api_errors: Mutex<HashMap<ObjectRef<ZohoConnection>, u32>>,
 }
@@ -102,7 +102,7 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
                     .await?;
                 info!(secret = %target_name, expires_at = %secret::format_time(fresh.token.expires_at), "wrote token to target Secret");
             }
-            ctx.failures.lock().expect("never poisoned").remove(&uid(&connection));
+            ctx.failures.lock().expect("never poisoned").remove(&ObjectRef::from_obj(connection.as_ref()));
             write_status(&connection, &ctx, success_status(&connection, &target_name, &fresh, now)).await?;
             ctx.metrics.reconciled(None);
             Ok(requeue_at(fresh.refresh_at))
@@ -127,7 +127,7 @@ async fn reconcile(connection: Arc<ZohoConnection>, ctx: Arc<Context>) -> Result
                     fingerprint: inputs.fingerprint.clone(),
                     generation: connection.metadata.generation,
                 };
-                ctx.failures.lock().expect("never poisoned").insert(uid(&connection), failed);
+                ctx.failures.lock().expect("never poisoned").insert(ObjectRef::from_obj(connection.as_ref()), failed);
             }
             warn!(reason = error.reason(), error = %error, "no fresh token");
             write_status(&connection, &ctx, status).await?;
@@ -221,7 +221,7 @@ fn pending_retry(connection: &ZohoConnection, ctx: &Context, fingerprint: &str, 
     }
     let current =
         FailureInput { fingerprint: Some(fingerprint.to_string()), generation: connection.metadata.generation };
-    match ctx.failures.lock().expect("never poisoned").get(&uid(connection)) {
+    match ctx.failures.lock().expect("never poisoned").get(&ObjectRef::from_obj(connection)) {
         Some(failed) => (*failed == current).then_some(retry_at),
         None => {
             let short_wait = retry_at.duration_since(now)
@@ -467,7 +467,7 @@ pub async fn run(
     };
     let controller = Controller::new(connections, WatcherConfig::default());
     let store = controller.store();
-    let pruner = tokio::spawn(prune_deleted_connections(ctx.metrics.clone(), store.clone()));
+    let pruner = tokio::spawn(forget_deleted_connections(ctx.clone(), namespace, store.clone()));
     let lookup = store;
     controller
         // A Secret event concerns the connections that read it as credentials or write it as target.
@@ -506,15 +506,27 @@ pub async fn run(
     pruner.abort();
 }
 
-/// Drops the metric series of connections that no longer exist. ZohoConnections have no finalizer
-/// (the ownerReference cleans up their Secret), so nothing else observes their deletion.
-async fn prune_deleted_connections(metrics: Arc<Metrics>, store: Store<ZohoConnection>) {
-    if store.wait_until_ready().await.is_err() {
-        return;
-    }
+/// Drops what the process keeps about connections that no longer exist: metric series, failure
+/// memos, error counts. ZohoConnections have no finalizer (the ownerReference cleans up their
+/// Secret), so nothing else observes their deletion. Each controller looks after its own namespace.
+async fn forget_deleted_connections(ctx: Arc<Context>, namespace: Option<String>, store: Store<ZohoConnection>) {
+    // Store::wait_until_ready wakes only the last task that polled it, and the controller polls it
+    // too; a waiter of our own would sleep forever, so it asks again every second.
     loop {
-        metrics
-            .retain_connections(|labels| store.get(&ObjectRef::new(&labels.name).within(&labels.namespace)).is_some());
+        match tokio::time::timeout(Duration::from_secs(1), store.wait_until_ready()).await {
+            Ok(Ok(())) => break,
+            Ok(Err(_writer_dropped)) => return,
+            Err(_not_yet) => {}
+        }
+    }
+    let gone = |object_namespace: Option<&str>, name: &str| {
+        let in_scope = namespace.is_none() || namespace.as_deref() == object_namespace;
+        in_scope && store.get(&ObjectRef::new(name).within(object_namespace.unwrap_or_default())).is_none()
+    };
+    loop {
+        ctx.metrics.retain_connections(|labels| !gone(Some(&labels.namespace), &labels.name));
+        ctx.failures.lock().expect("never poisoned").retain(|key, _| !gone(key.namespace.as_deref(), &key.name));
+        ctx.api_errors.lock().expect("never poisoned").retain(|key, _| !gone(key.namespace.as_deref(), &key.name));
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }

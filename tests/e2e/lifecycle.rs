@@ -285,3 +285,35 @@ async fn invalid_specs_are_rejected_at_admission() {
     assert_eq!(created.data["spec"]["credentials"]["clientSecretKey"], "client_secret", "defaults are applied");
     namespace.delete().await.ok();
 }
+
+#[tokio::test]
+async fn one_operator_serves_several_watched_namespaces_and_keeps_their_metrics() {
+    let first = World::shared("core-multi-a", FakeZohoConfig::default()).await;
+    let second = World::shared("core-multi-b", FakeZohoConfig::default()).await;
+    let operator =
+        first.operator(&["--watch-namespace", second.namespace.name(), "--allow-accounts-url", &second.fake.url()]);
+    for world in [&first, &second] {
+        world.create_credentials("zoho-oauth").await;
+        world.create_connection("crm", json!({})).await;
+        world.live_token("crm").await;
+    }
+    // Each namespace has its own controller and its own sweep of deleted connections; neither
+    // sweep may drop the other namespace's series (the sweep runs every 30 s).
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let metrics = operator.metrics();
+    for world in [&first, &second] {
+        let series =
+            format!("zoho_operator_connection_ready{{namespace=\"{}\",name=\"crm\"}} 1", world.namespace.name());
+        assert!(metrics.contains(&series), "{series} missing from\n{metrics}");
+    }
+    first.connections.delete("crm", &DeleteParams::default()).await.unwrap();
+    eventually(Duration::from_secs(45), "the deleted connection's series to go", || async {
+        let gone = format!("namespace=\"{}\",name=\"crm\"", first.namespace.name());
+        let kept = format!("namespace=\"{}\",name=\"crm\"", second.namespace.name());
+        let metrics = operator.metrics();
+        (!metrics.contains(&gone) && metrics.contains(&kept)).then_some(())
+    })
+    .await;
+    first.namespace.delete().await.ok();
+    second.namespace.delete().await.ok();
+}
