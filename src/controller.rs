@@ -3,7 +3,6 @@
 
 use std::{
     collections::HashMap,
-    pin::Pin,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -43,8 +42,6 @@ use crate::{
 /// How long the operator waits on a problem only a person can fix before looking again; changes
 /// to the ZohoConnection or its Secrets trigger a reconcile sooner.
 const RECHECK_PERMANENT: Duration = Duration::from_secs(3600);
-
-pub type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send + Sync>>;
 
 /// What every reconcile shares.
 pub struct Context {

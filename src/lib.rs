@@ -31,7 +31,7 @@ use tracing::{error, info};
 use crate::{
     api::ZohoConnection,
     config::RunArgs,
-    controller::{Context, ShutdownSignal},
+    controller::Context,
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
     mint::{MintBudget, MintCoordinator},
@@ -42,6 +42,8 @@ use crate::{
 pub fn crd_yaml() -> String {
     serde_saphyr::to_string(&ZohoConnection::crd()).expect("the CRD serializes")
 }
+
+type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>;
 
 fn shutdown_signal() -> Shared<ShutdownSignal> {
     let signal: ShutdownSignal = Box::pin(async {

@@ -42,12 +42,7 @@ pub fn is_usable(expires_at: Timestamp, now: Timestamp) -> bool {
 pub fn retry_delay(class: FailureClass, failed_attempts: u32, jitter: f64) -> Duration {
     let jitter = jitter.clamp(0.0, 1.0);
     match class {
-        FailureClass::Transient => {
-            let exponent = failed_attempts.saturating_sub(1).min(16);
-            let full = TRANSIENT_BASE.saturating_mul(1 << exponent).min(TRANSIENT_CAP);
-            // "Equal jitter": never less than half the full delay, so backoff keeps growing.
-            full.div_f64(2.0) + full.div_f64(2.0).mul_f64(jitter)
-        }
+        FailureClass::Transient => exponential(TRANSIENT_BASE, TRANSIENT_CAP, failed_attempts, jitter),
         FailureClass::Throttled => THROTTLE_WINDOW + THROTTLE_WINDOW.mul_f64(0.1 * jitter),
         FailureClass::Permanent => PERMANENT_RECHECK + PERMANENT_RECHECK.mul_f64(0.1 * jitter),
     }
@@ -57,8 +52,14 @@ pub fn retry_delay(class: FailureClass, failed_attempts: u32, jitter: f64) -> Du
 /// cap is short: an API server outage costs Zoho nothing, and the operator should be back soon
 /// after the API server is.
 pub fn api_retry_delay(failed_attempts: u32, jitter: f64) -> Duration {
+    exponential(API_RETRY_BASE, API_RETRY_CAP, failed_attempts, jitter)
+}
+
+/// `base` doubled per attempt after the first, up to `cap`, with "equal jitter": never less than
+/// half the full delay, so that the backoff keeps growing.
+fn exponential(base: Duration, cap: Duration, failed_attempts: u32, jitter: f64) -> Duration {
     let exponent = failed_attempts.saturating_sub(1).min(16);
-    let full = API_RETRY_BASE.saturating_mul(1 << exponent).min(API_RETRY_CAP);
+    let full = base.saturating_mul(1 << exponent).min(cap);
     full.div_f64(2.0) + full.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0))
 }
 
