@@ -24,8 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Run the controller (the default).
     Run(Box<RunArgs>),
-    /// Print the ZohoConnection CustomResourceDefinition as YAML.
-    Crd,
+    /// Print the CustomResourceDefinitions as YAML, or write one file per kind.
+    Crd(CrdArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CrdArgs {
+    /// Write `<kind>.yaml` files (lower case) into this directory instead of printing them.
+    #[arg(long)]
+    pub output_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -45,6 +52,11 @@ pub struct RunArgs {
     /// A namespace to watch (repeatable; comma-separated in the environment). Default: all.
     #[arg(long = "watch-namespace", env = "ZOHO_OPERATOR_WATCH_NAMESPACE", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
+
+    /// The namespace whose Secrets hold the credentials of ClusterZohoConnections; the operator
+    /// reads credentials nowhere else on their behalf. Default: the operator's own namespace.
+    #[arg(long, env = "ZOHO_OPERATOR_CLUSTER_RESOURCE_NAMESPACE")]
+    pub cluster_resource_namespace: Option<String>,
 
     /// Where to serve /metrics, /healthz and /readyz.
     #[arg(long, env = "ZOHO_OPERATOR_METRICS_ADDR", default_value = "0.0.0.0:8080")]
@@ -140,7 +152,7 @@ mod tests {
 
     #[test]
     fn subcommands_parse() {
-        assert!(matches!(Cli::try_parse_from(["zoho-token-operator", "crd"]).unwrap().command, Some(Command::Crd)));
+        assert!(matches!(Cli::try_parse_from(["zoho-token-operator", "crd"]).unwrap().command, Some(Command::Crd(_))));
         let cli = Cli::try_parse_from(["zoho-token-operator", "run", "--leader-election"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Run(args)) if args.leader_election));
     }

@@ -10,9 +10,14 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod mint;
+pub mod policy;
 pub mod schedule;
 pub mod secret;
+pub mod status;
+pub mod targets;
 pub mod telemetry;
+pub mod template;
+pub mod watch;
 pub mod zoho;
 
 use std::sync::{
@@ -29,7 +34,7 @@ use kube::{
 use tracing::{error, info};
 
 use crate::{
-    api::ZohoConnection,
+    api::{ClusterZohoConnection, ZohoConnection},
     config::RunArgs,
     controller::Context,
     leader::{Leadership, LeaseSettings},
@@ -38,9 +43,25 @@ use crate::{
     zoho::{AccountsClient, AllowList},
 };
 
-/// The CRD as YAML, exactly as committed under crds/.
-pub fn crd_yaml() -> String {
-    serde_saphyr::to_string(&ZohoConnection::crd()).expect("the CRD serializes")
+/// Each CRD as YAML, exactly as committed under crds/, with the file name it is committed under.
+pub fn crds() -> [(&'static str, String); 2] {
+    let yaml = |crd| serde_saphyr::to_string(&crd).expect("a CRD serializes");
+    [
+        ("zohoconnection.yaml", yaml(ZohoConnection::crd())),
+        ("clusterzohoconnection.yaml", yaml(ClusterZohoConnection::crd())),
+    ]
+}
+
+/// Prints every CRD as one YAML stream, or writes one file per kind into `dir`.
+pub fn write_crds(dir: Option<&std::path::Path>) -> std::io::Result<()> {
+    match dir {
+        Some(dir) => crds().into_iter().try_for_each(|(file, yaml)| std::fs::write(dir.join(file), yaml)),
+        None => {
+            let all: Vec<String> = crds().into_iter().map(|(_, yaml)| yaml).collect();
+            print!("{}", all.join("---\n"));
+            Ok(())
+        }
+    }
 }
 
 type ShutdownSignal = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + Sync>>;
@@ -63,6 +84,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     let RunArgs {
         allow_accounts_urls,
         watch_namespaces,
+        cluster_resource_namespace,
         metrics_addr,
         leader_election,
         leader_election_name,
@@ -97,7 +119,24 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     );
     let budget = MintBudget { max_mints: usize::from(mint_budget), window: mint_budget_window };
     let coordinator = MintCoordinator::new(accounts, budget, metrics.clone());
-    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder));
+    // ClusterZohoConnections write into any namespace, so they are served only when all are watched.
+    let (namespaces, namespace_events) = match watch_namespaces.is_empty() {
+        true => {
+            let (store, events) = watch::namespaces(client.clone());
+            (Some(store), Some(events))
+        }
+        false => (None, None),
+    };
+    let cluster_resource_namespace =
+        cluster_resource_namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        coordinator,
+        metrics.clone(),
+        recorder,
+        cluster_resource_namespace,
+        namespaces,
+    ));
     ready.store(true, Ordering::Relaxed);
 
     let leadership = leader_election.then(|| {
@@ -124,8 +163,12 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
 
     let namespaces: Vec<Option<String>> =
         if watch_namespaces.is_empty() { vec![None] } else { watch_namespaces.into_iter().map(Some).collect() };
-    let controllers =
-        futures::future::join_all(namespaces.into_iter().map(|ns| controller::run(ctx.clone(), ns, shutdown.clone())));
+    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> =
+        namespaces.into_iter().map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed()).collect();
+    if let Some(namespace_events) = namespace_events {
+        controllers.push(watch::cluster_zoho_connections(ctx.clone(), namespace_events, shutdown.clone()).boxed());
+    }
+    let controllers = futures::future::join_all(controllers);
     info!("controller running");
     let result = match &leadership {
         Some(leadership) => tokio::select! {
@@ -147,31 +190,45 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     result
 }
 
-/// Fails early, with instructions, when the CRD is not installed or cannot be read.
+/// Fails early, with instructions, when a CRD is not installed or cannot be read.
 async fn check_crd_served(
     client: &Client,
     namespaces: &[String],
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let api: Api<ZohoConnection> = match namespaces.first() {
+    let instructions = |kind: &str, err: kube::Error| {
+        format!(
+            "cannot list {kind}s ({err}); are the CRDs installed? `zoho-token-operator crd | kubectl apply --server-side -f -`"
+        )
+    };
+    let connections: Api<ZohoConnection> = match namespaces.first() {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    api.list(&ListParams::default().limit(1)).await.map_err(|err| {
-        format!(
-            "cannot list ZohoConnections ({err}); is the CRD installed? `zoho-token-operator crd | kubectl apply -f -`"
-        )
-    })?;
+    connections
+        .list_metadata(&ListParams::default().limit(1))
+        .await
+        .map_err(|err| instructions("ZohoConnection", err))?;
+    if namespaces.is_empty() {
+        let cluster: Api<ClusterZohoConnection> = Api::all(client.clone());
+        cluster
+            .list_metadata(&ListParams::default().limit(1))
+            .await
+            .map_err(|err| instructions("ClusterZohoConnection", err))?;
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn committed_crd_matches_the_rust_types() {
-        let committed = include_str!("../crds/zohoconnection.yaml");
-        assert!(
-            committed == super::crd_yaml(),
-            "crds/zohoconnection.yaml is stale; regenerate it with `cargo run -- crd > crds/zohoconnection.yaml`"
-        );
+    fn committed_crds_match_the_rust_types() {
+        for (file, yaml) in super::crds() {
+            let committed =
+                std::fs::read_to_string(format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap_or_default();
+            assert!(
+                committed == yaml,
+                "crds/{file} is stale; regenerate with `cargo run -- crd --output-dir crds && scripts/chart-sync`"
+            );
+        }
     }
 }

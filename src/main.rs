@@ -4,9 +4,14 @@ use zoho_token_operator::config::{Cli, Command};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", zoho_token_operator::crd_yaml());
-        return std::process::ExitCode::SUCCESS;
+    if let Some(Command::Crd(args)) = &cli.command {
+        return match zoho_token_operator::write_crds(args.output_dir.as_deref()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("zoho-token-operator crd: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        };
     }
     zoho_token_operator::telemetry::init(cli.log_format());
     let args = match cli.command {

@@ -36,6 +36,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// A connection's series; `namespace` is empty for a ClusterZohoConnection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
     pub namespace: String,
     pub name: String,
@@ -49,6 +55,7 @@ pub struct Metrics {
     mint_duration: Histogram,
     mints_deferred: Counter,
     reconciles: Counter,
+    reconcile_duration: Histogram,
     reconcile_failures: Family<ReasonLabels, Counter>,
     token_expiry: Family<ConnectionLabels, TimestampGauge>,
     next_refresh: Family<ConnectionLabels, TimestampGauge>,
@@ -65,6 +72,7 @@ impl Default for Metrics {
             mint_duration: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             mints_deferred: Counter::default(),
             reconciles: Counter::default(),
+            reconcile_duration: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             reconcile_failures: Family::default(),
             token_expiry: Family::default(),
             next_refresh: Family::default(),
@@ -84,7 +92,15 @@ impl Default for Metrics {
             "Token requests held back because the credential's mint budget was used up",
             metrics.mints_deferred.clone(),
         );
-        registry.register("reconciles", "Reconciliations of ZohoConnections", metrics.reconciles.clone());
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "The operator's version; always 1", build_info);
+        registry.register("reconciles", "Reconciliations of connections", metrics.reconciles.clone());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciliations, Zoho requests included",
+            metrics.reconcile_duration.clone(),
+        );
         registry.register(
             "reconcile_failures",
             "Reconciliations that ended in a failure, by reason",
@@ -124,6 +140,10 @@ impl Metrics {
 
     pub fn mint_deferred(&self) {
         self.mints_deferred.inc();
+    }
+
+    pub fn observe_reconcile(&self, elapsed: Duration) {
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
 
     pub fn reconciled(&self, failure_reason: Option<&'static str>) {

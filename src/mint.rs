@@ -8,14 +8,12 @@ use std::{
     time::Duration,
 };
 
-use hmac::{Hmac, Mac};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;
-use sha2::Sha256;
 
 use crate::{
     metrics::Metrics,
-    schedule,
+    schedule::{self, format_time},
     zoho::{AccountsClient, AccountsUrl, Credentials, FailureClass, IssuedToken, ZohoError},
 };
 
@@ -33,48 +31,39 @@ impl Default for MintBudget {
     }
 }
 
-/// A keyed digest that identifies a credential without revealing it. It is keyed with the client
-/// secret, so that someone who can read it cannot test guesses of the refresh token without the
-/// secret too; it changes whenever any part of the credential does.
-pub fn fingerprint(accounts: &AccountsUrl, credentials: &Credentials) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(credentials.client_secret.expose_secret().as_bytes())
-        .expect("HMAC accepts keys of any length");
-    for part in
-        ["zoho-token-operator/v1", accounts.as_str(), &credentials.client_id, credentials.refresh_token.expose_secret()]
-    {
-        mac.update(part.as_bytes());
-        mac.update(&[0]);
-    }
-    let digest = mac.finalize().into_bytes();
-    format!("v1-{}", digest[..16].iter().map(|b| format!("{b:02x}")).collect::<String>())
-}
+/// The reasons of the deferrals that involve no failure of the connection's own.
+pub const THROTTLED: &str = "Throttled";
+pub const BUDGET_EXHAUSTED: &str = "MintBudgetExhausted";
 
-/// Why no token could be had right now.
+/// Why Zoho is not asked for a token now, although a connection needs one. None of these sends
+/// anything to Zoho.
 #[derive(Clone, Debug, thiserror::Error)]
-pub enum MintError {
-    #[error(transparent)]
-    Zoho(#[from] ZohoError),
+pub enum Deferral {
+    /// A permanent rejection of this very credential, seen by any connection that uses it.
+    #[error("{error}")]
+    Rejected { error: ZohoError, until: Timestamp },
+    #[error("Zoho throttled this credential; the next request waits until {}", format_time(*until))]
+    Throttled { until: Timestamp },
     #[error(
-        "this credential has used its budget of {max} new tokens per {window:?}; the next one may be minted at {until}"
+        "this credential has used its budget of {max} new tokens per {}s; the next one may be minted at {}",
+        window.as_secs(),
+        format_time(*until)
     )]
     BudgetExhausted { max: usize, window: Duration, until: Timestamp },
-    #[error("Zoho throttled this credential; the next request waits until {until}")]
-    ThrottledUntil { until: Timestamp },
 }
 
-impl MintError {
-    /// When asking again can make sense, if Zoho or the budget dictates it.
-    pub fn retry_not_before(&self) -> Option<Timestamp> {
+impl Deferral {
+    /// When asking Zoho can make sense again.
+    pub fn until(&self) -> Timestamp {
         match self {
-            Self::BudgetExhausted { until, .. } | Self::ThrottledUntil { until } => Some(*until),
-            Self::Zoho(_) => None,
+            Self::Rejected { until, .. } | Self::Throttled { until } | Self::BudgetExhausted { until, .. } => *until,
         }
     }
 
     pub fn class(&self) -> FailureClass {
         match self {
-            Self::Zoho(err) => err.class(),
-            Self::ThrottledUntil { .. } => FailureClass::Throttled,
+            Self::Rejected { error, .. } => error.class(),
+            Self::Throttled { .. } => FailureClass::Throttled,
             // Waiting for budget is a delay, not a failure.
             Self::BudgetExhausted { .. } => FailureClass::Transient,
         }
@@ -82,11 +71,49 @@ impl MintError {
 
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Zoho(err) => err.reason(),
-            Self::BudgetExhausted { .. } => "MintBudgetExhausted",
-            Self::ThrottledUntil { .. } => "Throttled",
+            Self::Rejected { error, .. } => error.reason(),
+            Self::Throttled { .. } => THROTTLED,
+            Self::BudgetExhausted { .. } => BUDGET_EXHAUSTED,
         }
     }
+}
+
+/// What the process knows about one credential: the same for every connection that uses it.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialView {
+    /// The newest token minted for (or seen with) this credential.
+    pub latest: Option<IssuedToken>,
+    /// When the tokens of the current budget window were minted, oldest first.
+    pub recent_mints: VecDeque<Timestamp>,
+    pub throttled_until: Option<Timestamp>,
+    /// A permanent rejection and when it came, so that connections sharing a revoked credential
+    /// do not each ask Zoho again.
+    pub rejected: Option<(ZohoError, Timestamp)>,
+}
+
+/// Whether the credential may ask Zoho for a new token at `now`.
+pub fn admit(view: &CredentialView, budget: MintBudget, now: Timestamp) -> Result<(), Deferral> {
+    if let Some((error, at)) = &view.rejected {
+        let until = *at + schedule::retry_delay(FailureClass::Permanent, 1, 0.0);
+        if now < until {
+            return Err(Deferral::Rejected { error: error.clone(), until });
+        }
+    }
+    if let Some(until) = view.throttled_until.filter(|until| now < *until) {
+        return Err(Deferral::Throttled { until });
+    }
+    let window_start = now - budget.window;
+    let in_window = view.recent_mints.iter().filter(|at| **at > window_start);
+    if let Some(oldest) = in_window.clone().next()
+        && in_window.count() >= budget.max_mints
+    {
+        return Err(Deferral::BudgetExhausted {
+            max: budget.max_mints,
+            window: budget.window,
+            until: *oldest + budget.window,
+        });
+    }
+    Ok(())
 }
 
 /// A token obtained for a connection.
@@ -97,23 +124,29 @@ pub struct Obtained {
     pub minted: bool,
 }
 
-#[derive(Default)]
-struct CredentialState {
-    /// The newest token minted for (or seen with) this credential.
-    latest: Option<IssuedToken>,
-    recent_mints: VecDeque<Timestamp>,
-    throttled_until: Option<Timestamp>,
-    /// A permanent rejection and when it came, so that connections sharing a revoked credential
-    /// do not each ask Zoho again.
-    rejected: Option<(ZohoError, Timestamp)>,
+/// Why [`MintCoordinator::obtain`] returned no token.
+#[derive(Clone, Debug)]
+pub enum MintFailure {
+    /// Another connection changed what is known about the credential first.
+    Deferred(Deferral),
+    Zoho(ZohoError),
 }
 
-/// Coordinates all token requests of the process.
+struct Credential {
+    view: Mutex<CredentialView>,
+    /// Held while a request for this credential is in flight, so that connections sharing it
+    /// cause one mint, not many.
+    minting: tokio::sync::Mutex<()>,
+}
+
+/// The memory the process shares between connections: per credential, the latest token, the
+/// budget, throttling and rejection. Everything a single connection must remember lives in its
+/// status instead.
 pub struct MintCoordinator {
     client: AccountsClient,
     budget: MintBudget,
     metrics: Arc<Metrics>,
-    credentials: Mutex<HashMap<String, Arc<tokio::sync::Mutex<CredentialState>>>>,
+    credentials: Mutex<HashMap<String, Arc<Credential>>>,
 }
 
 impl MintCoordinator {
@@ -125,84 +158,104 @@ impl MintCoordinator {
         &self.client
     }
 
-    fn state(&self, fingerprint: &str) -> Arc<tokio::sync::Mutex<CredentialState>> {
-        let mut all = self.credentials.lock().expect("the credentials map is never poisoned");
-        all.entry(fingerprint.to_string()).or_default().clone()
+    pub fn budget(&self) -> MintBudget {
+        self.budget
+    }
+
+    fn credential(&self, fingerprint: &str) -> Arc<Credential> {
+        let mut all = self.credentials.lock().expect("never poisoned");
+        all.entry(fingerprint.to_string())
+            .or_insert_with(|| Arc::new(Credential { view: Mutex::default(), minting: tokio::sync::Mutex::new(()) }))
+            .clone()
+    }
+
+    /// A snapshot of what is known about the credential, for the policy to decide on.
+    pub fn view(&self, fingerprint: &str) -> CredentialView {
+        self.credential(fingerprint).view.lock().expect("never poisoned").clone()
     }
 
     /// Records a token found in a target Secret, so that connections sharing its credential reuse
     /// it after a restart instead of minting their own.
-    pub async fn remember(&self, fingerprint: &str, token: &IssuedToken) {
-        let state = self.state(fingerprint);
-        let mut state = state.lock().await;
-        if state.latest.as_ref().is_none_or(|latest| latest.expires_at < token.expires_at) {
-            state.latest = Some(token.clone());
+    pub fn remember(&self, fingerprint: &str, token: &IssuedToken) {
+        let credential = self.credential(fingerprint);
+        let mut view = credential.view.lock().expect("never poisoned");
+        if view.latest.as_ref().is_none_or(|latest| latest.expires_at < token.expires_at) {
+            view.latest = Some(token.clone());
         }
     }
 
-    /// The newest token known for the credential, whether or not it is due for refresh.
-    pub async fn latest(&self, fingerprint: &str) -> Option<IssuedToken> {
-        self.state(fingerprint).lock().await.latest.clone()
+    /// Drops a token that must not be served any more, such as one just revoked.
+    pub fn forget_token(&self, fingerprint: &str, token: &IssuedToken) {
+        let credential = self.credential(fingerprint);
+        let mut view = credential.view.lock().expect("never poisoned");
+        if view
+            .latest
+            .as_ref()
+            .is_some_and(|latest| latest.access_token.expose_secret() == token.access_token.expose_secret())
+        {
+            view.latest = None;
+        }
     }
 
-    /// Returns a token for the credential that `still_fresh` accepts: the one most recently minted for
-    /// it when that qualifies, or a newly minted one. Callers sharing a credential are served one at a
+    /// Forgets credentials with nothing left worth remembering at `now`: no live token, no
+    /// budget in use, no throttle or rejection pending.
+    pub fn forget_idle(&self, now: Timestamp) {
+        let budget = self.budget;
+        self.credentials.lock().expect("never poisoned").retain(|_, credential| {
+            let view = credential.view.lock().expect("never poisoned");
+            let live_token = view.latest.as_ref().is_some_and(|t| schedule::is_usable(t.expires_at, now));
+            live_token
+                || admit(&view, budget, now).is_err()
+                || view.recent_mints.back().is_some_and(|at| *at > now - budget.window)
+        });
+    }
+
+    /// Returns a token for the credential that `accept` takes: the one most recently minted for it
+    /// when that qualifies, or a newly minted one. Callers sharing a credential are served one at a
     /// time, so concurrent requests cause one mint, not many.
     pub async fn obtain(
         &self,
         accounts: &AccountsUrl,
         credentials: &Credentials,
         fingerprint: &str,
-        still_fresh: impl Fn(&IssuedToken) -> bool,
-    ) -> Result<Obtained, MintError> {
-        let state = self.state(fingerprint);
-        let mut state = state.lock().await;
-        if let Some(token) = state.latest.as_ref().filter(|token| still_fresh(token)) {
-            return Ok(Obtained { token: token.clone(), minted: false });
-        }
+        accept: impl Fn(&IssuedToken) -> bool,
+    ) -> Result<Obtained, MintFailure> {
+        let credential = self.credential(fingerprint);
+        let _minting = credential.minting.lock().await;
         let now = Timestamp::now();
-        if let Some((err, at)) = &state.rejected {
-            let recheck_at = *at + schedule::retry_delay(FailureClass::Permanent, 1, 0.0);
-            if now < recheck_at {
-                return Err(err.clone().into());
+        {
+            let mut view = credential.view.lock().expect("never poisoned");
+            if let Some(token) = view.latest.as_ref().filter(|token| accept(token)) {
+                return Ok(Obtained { token: token.clone(), minted: false });
             }
+            if let Err(deferral) = admit(&view, self.budget, now) {
+                return Err(MintFailure::Deferred(deferral));
+            }
+            // Counted before the answer: a request that timed out may still have minted at Zoho.
+            let window_start = now - self.budget.window;
+            while view.recent_mints.front().is_some_and(|at| *at <= window_start) {
+                view.recent_mints.pop_front();
+            }
+            view.recent_mints.push_back(now);
         }
-        if let Some(until) = state.throttled_until.filter(|until| now < *until) {
-            return Err(MintError::ThrottledUntil { until });
-        }
-        let window_start = now - self.budget.window;
-        while state.recent_mints.front().is_some_and(|at| *at <= window_start) {
-            state.recent_mints.pop_front();
-        }
-        if state.recent_mints.len() >= self.budget.max_mints {
-            self.metrics.mint_deferred();
-            let oldest = *state.recent_mints.front().expect("the budget is at least one mint");
-            return Err(MintError::BudgetExhausted {
-                max: self.budget.max_mints,
-                window: self.budget.window,
-                until: oldest + self.budget.window,
-            });
-        }
-
-        // Counted before the answer: a request that timed out may still have minted at Zoho.
-        state.recent_mints.push_back(now);
         let started = std::time::Instant::now();
         let result = self.client.refresh(accounts, credentials).await;
         self.metrics.observe_mint(result.as_ref().err().map(ZohoError::class), started.elapsed());
+        let mut view = credential.view.lock().expect("never poisoned");
         match result {
             Ok(token) => {
-                state.rejected = None;
-                state.throttled_until = None;
-                state.latest = Some(token.clone());
+                view.rejected = None;
+                view.throttled_until = None;
+                view.latest = Some(token.clone());
                 Ok(Obtained { token, minted: true })
             }
             Err(err) => {
                 match err.class() {
-                    FailureClass::Throttled => state.throttled_until = Some(now + schedule::THROTTLE_WINDOW),
-                    FailureClass::Permanent => state.rejected = Some((err.clone(), now)),
+                    FailureClass::Throttled => view.throttled_until = Some(now + schedule::THROTTLE_WINDOW),
+                    FailureClass::Permanent => view.rejected = Some((err.clone(), now)),
                     FailureClass::Transient => {}
                 }
-                Err(err.into())
+                Err(MintFailure::Zoho(err))
             }
         }
     }
@@ -214,19 +267,41 @@ mod tests {
 
     use super::*;
 
-    fn credentials(secret: &str, refresh: &str) -> Credentials {
-        Credentials {
-            client_id: "1000.CLIENT".into(),
-            client_secret: SecretString::from(secret.to_string()),
-            refresh_token: SecretString::from(refresh.to_string()),
-        }
+    fn at(minutes: i64) -> Timestamp {
+        "2026-11-28T10:00:00Z".parse::<Timestamp>().unwrap() + jiff::SignedDuration::from_mins(minutes)
+    }
+
+    #[test]
+    fn admission_checks_rejection_then_throttle_then_budget() {
+        let budget = MintBudget { max_mints: 2, window: Duration::from_secs(600) };
+        let reason = |view: &CredentialView, now| admit(view, budget, at(now)).map_err(|d| (d.reason(), d.until()));
+        let mut view = CredentialView::default();
+        assert_eq!(reason(&view, 0), Ok(()));
+        view.recent_mints = VecDeque::from([at(-9), at(-2)]);
+        assert_eq!(reason(&view, 0), Err(("MintBudgetExhausted", at(1))));
+        assert_eq!(reason(&view, 1), Ok(()), "the oldest mint left the window");
+        view.throttled_until = Some(at(5));
+        assert_eq!(reason(&view, 0), Err(("Throttled", at(5))));
+        view.rejected = Some((ZohoError::RefreshTokenRevoked, at(-1)));
+        assert_eq!(reason(&view, 0), Err(("RefreshTokenRevoked", at(59))));
+        view.throttled_until = None;
+        view.recent_mints.clear();
+        assert_eq!(reason(&view, 59), Ok(()), "rechecked after an hour");
     }
 
     mod against_the_fake {
         use testkit::fake_zoho::{FakeZoho, FakeZohoConfig};
 
         use super::*;
-        use crate::zoho::AllowList;
+        use crate::{credentials::Credential, zoho::AllowList};
+
+        fn credentials(refresh: &str) -> Credentials {
+            Credentials {
+                client_id: "1000.CLIENT".into(),
+                client_secret: SecretString::from("s"),
+                refresh_token: SecretString::from(refresh.to_string()),
+            }
+        }
 
         fn setup(budget: MintBudget) -> (FakeZoho, Arc<MintCoordinator>, AccountsUrl, Credentials, String) {
             let fake = FakeZoho::start(FakeZohoConfig { throttle_limit: 100, ..FakeZohoConfig::default() });
@@ -236,8 +311,8 @@ mod tests {
             let client =
                 AccountsClient::new(AllowList::new(vec![url.clone()]), Duration::from_secs(1), Duration::from_secs(2));
             let coordinator = Arc::new(MintCoordinator::new(client, budget, Arc::default()));
-            let credentials = credentials("s", "r");
-            let fingerprint = fingerprint(&url, &credentials);
+            let credentials = credentials("r");
+            let fingerprint = Credential::Refresh(credentials.clone()).fingerprint(&url);
             (fake, coordinator, url, credentials, fingerprint)
         }
 
@@ -255,6 +330,7 @@ mod tests {
             let results = futures::future::join_all(requests).await;
             let minted = results.iter().filter(|r| r.as_ref().unwrap().minted).count();
             assert_eq!((minted, fake.mints("r")), (1, 1));
+            assert!(coordinator.view(&fingerprint).latest.is_some(), "the view shows the shared token");
         }
 
         #[tokio::test]
@@ -265,7 +341,9 @@ mod tests {
                 coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap();
             }
             let err = coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err();
-            let MintError::BudgetExhausted { until, .. } = err else { panic!("expected a deferral, got {err}") };
+            let MintFailure::Deferred(Deferral::BudgetExhausted { until, .. }) = err else {
+                panic!("expected a deferral, got {err:?}")
+            };
             assert!(until > Timestamp::now() + Duration::from_secs(590));
             assert_eq!(fake.stats().totals.requests, 3);
         }
@@ -275,35 +353,25 @@ mod tests {
             let (fake, coordinator, url, credentials, fingerprint) = setup(MintBudget::default());
             fake.update_config(|c| c.throttle_limit = 1);
             coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap();
-            assert_eq!(
-                coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err().reason(),
-                "Throttled"
-            );
             let err = coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err();
-            assert!(matches!(err, MintError::ThrottledUntil { .. }), "{err}");
+            assert!(matches!(err, MintFailure::Zoho(ZohoError::Throttled)), "{err:?}");
+            let err = coordinator.obtain(&url, &credentials, &fingerprint, |_| false).await.unwrap_err();
+            assert!(matches!(err, MintFailure::Deferred(Deferral::Throttled { .. })), "{err:?}");
             assert_eq!(fake.stats().totals.requests, 2, "the throttled credential waits without asking again");
 
-            let revoked = super::credentials("s", "revoked");
+            let revoked = self::credentials("revoked");
             fake.register_refresh_token("1000.CLIENT", "revoked");
             fake.revoke("revoked");
-            let revoked_fingerprint = super::fingerprint(&url, &revoked);
+            let revoked_fingerprint = Credential::Refresh(revoked.clone()).fingerprint(&url);
             for _ in 0..3 {
                 let err = coordinator.obtain(&url, &revoked, &revoked_fingerprint, |_| false).await.unwrap_err();
-                assert_eq!(err.reason(), "RefreshTokenRevoked");
+                let reason = match err {
+                    MintFailure::Zoho(err) => err.reason(),
+                    MintFailure::Deferred(deferral) => deferral.reason(),
+                };
+                assert_eq!(reason, "RefreshTokenRevoked");
             }
             assert_eq!(fake.requests("revoked"), 1, "a revoked credential is asked once, not once per connection");
         }
-    }
-
-    #[test]
-    fn fingerprints_identify_credentials_without_revealing_them() {
-        let eu = AccountsUrl::of(crate::zoho::DataCenter::EU);
-        let us = AccountsUrl::of(crate::zoho::DataCenter::US);
-        let a = fingerprint(&eu, &credentials("SENTINEL-secret", "SENTINEL-refresh"));
-        assert_eq!(a, fingerprint(&eu, &credentials("SENTINEL-secret", "SENTINEL-refresh")));
-        assert_ne!(a, fingerprint(&us, &credentials("SENTINEL-secret", "SENTINEL-refresh")));
-        assert_ne!(a, fingerprint(&eu, &credentials("SENTINEL-secret", "SENTINEL-refresh2")));
-        assert_ne!(a, fingerprint(&eu, &credentials("SENTINEL-secret2", "SENTINEL-refresh")));
-        assert!(!a.contains("SENTINEL") && a.starts_with("v1-") && a.len() == 35, "{a}");
     }
 }

@@ -13,9 +13,10 @@ use crate::zoho::FailureClass;
 pub const THROTTLE_WINDOW: Duration = Duration::from_secs(600);
 const TRANSIENT_BASE: Duration = Duration::from_secs(5);
 const TRANSIENT_CAP: Duration = Duration::from_secs(300);
-/// Permanent failures wait for a change to the spec or the credentials; this slow re-check only
-/// catches fixes made at Zoho's side (for example a re-enabled client).
-const PERMANENT_RECHECK: Duration = Duration::from_secs(3600);
+/// Problems only a person can fix wait for a change to the spec or the credentials, which the
+/// watches report at once; this slow re-check catches fixes made elsewhere, such as a client
+/// re-enabled at Zoho.
+pub const PERMANENT_RECHECK: Duration = Duration::from_secs(3600);
 const API_RETRY_BASE: Duration = Duration::from_secs(1);
 const API_RETRY_CAP: Duration = Duration::from_secs(15);
 
@@ -30,6 +31,12 @@ pub fn refresh_at(issued_at: Timestamp, expires_at: Timestamp, refresh_before: O
         None => lifetime / 3,
     };
     expires_at - margin
+}
+
+/// RFC 3339 in UTC with whole seconds: the format of `expires_at`, of the annotations and of
+/// every time in a message.
+pub fn format_time(at: Timestamp) -> String {
+    at.round(jiff::Unit::Second).expect("rounding to seconds cannot overflow").to_string()
 }
 
 /// A token is usable while it has not expired.

@@ -83,6 +83,17 @@ pub struct Credentials {
     pub refresh_token: SecretString,
 }
 
+/// A grant code to trade for a refresh token. Debug output never shows the secrets.
+#[derive(Clone, Debug)]
+pub struct GrantCode {
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub code: SecretString,
+    /// The redirect URI the authorization used; a Self Client's codes have none, and Zoho expects
+    /// none in their exchange.
+    pub redirect_uri: Option<String>,
+}
+
 /// Talks to Zoho's accounts servers.
 #[derive(Clone)]
 pub struct AccountsClient {

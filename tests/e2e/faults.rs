@@ -87,7 +87,7 @@ async fn a_restart_keeps_the_backoff_instead_of_retrying_at_once() {
     .await;
     operator.kill();
     let requests_before = world.fake.requests(&world.refresh_token);
-    let retry_at = status.next_refresh_time.unwrap().0;
+    let retry_at = status.next_refresh_time.clone().unwrap().0;
 
     let _operator = world.operator(&[]);
     let status = eventually(Duration::from_secs(60), "the next attempt after the restart", || async {
@@ -95,7 +95,7 @@ async fn a_restart_keeps_the_backoff_instead_of_retrying_at_once() {
         (next.failed_attempts > status.failed_attempts).then_some(next)
     })
     .await;
-    let retried_at = status.last_failure_time.unwrap().0;
+    let retried_at = status.last_failure_time.clone().unwrap().0;
     assert!(
         retried_at.as_second() >= retry_at.as_second(),
         "the restarted operator retried at {retried_at}, before the persisted retry time {retry_at}"
@@ -124,7 +124,7 @@ async fn throttling_waits_out_the_window_without_further_requests() {
 
     let zc = wait_ready(&world.connections, "crm", "True", "Throttled", SETTLE).await;
     let status = zc.status.unwrap();
-    let wait = status.next_refresh_time.unwrap().0.duration_since(status.last_failure_time.unwrap().0);
+    let wait = status.next_refresh_time.clone().unwrap().0.duration_since(status.last_failure_time.clone().unwrap().0);
     assert!(wait.as_secs() >= 600, "a throttled credential waits the whole 10-minute window, not {wait:?}");
     // Once the old token expires the connection is no longer Ready, and still nothing is sent.
     let zc = wait_ready(&world.connections, "crm", "False", "Throttled", SETTLE).await;

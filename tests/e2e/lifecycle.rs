@@ -44,13 +44,13 @@ async fn a_new_connection_gets_a_live_token_secret_and_status() {
     let status = zc.status.clone().unwrap();
     assert_eq!(status.secret_name.as_deref(), Some("crm-token"));
     assert_eq!(status.observed_generation, zc.metadata.generation);
-    let expires_at = status.expires_at.unwrap().0;
+    let expires_at = status.expires_at.clone().unwrap().0;
     assert_eq!(string_data(&secret, "expires_at"), Some(expires_at.to_string()));
     let info = world.fake.token_info(&token).unwrap();
     let fake_expiry_ms = info.expires_at_ms.unwrap() as i64;
     assert!((expires_at.as_millisecond() - fake_expiry_ms).abs() < 3000, "status expiry matches the token's");
     // Default refreshBefore is a third of the one-hour lifetime.
-    let next = status.next_refresh_time.unwrap().0;
+    let next = status.next_refresh_time.clone().unwrap().0;
     assert_eq!(expires_at.duration_since(next).as_secs(), 20 * 60, "next refresh 20 minutes before expiry");
     assert_eq!(world.fake.mints(&world.refresh_token), 1);
     world.namespace.delete().await.ok();

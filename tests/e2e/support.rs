@@ -24,21 +24,26 @@ use testkit::{
     control_plane::{TestCluster, TestNamespace, shared, spawn_tied_to_process, test_namespace},
     fake_zoho::{FakeZoho, FakeZohoConfig},
 };
-use zoho_token_operator::api::ZohoConnection;
+pub use zoho_token_operator::api::Connection as _;
+use zoho_token_operator::api::{ClusterZohoConnection, ZohoConnection};
 
 pub const CLIENT_ID: &str = "1000.TESTCLIENT";
 pub const CLIENT_SECRET: &str = "test-client-secret";
 
-/// Installs the CRD generated from the Rust types, once per cluster, and waits until it is served.
+/// Installs the CRDs generated from the Rust types and waits until they are served.
 pub async fn install_crd(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ZohoConnection::crd();
-    let name = crd.name_any();
-    crds.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd)).await.expect("apply the CRD");
-    tokio::time::timeout(Duration::from_secs(30), await_condition(crds, &name, conditions::is_crd_established()))
+    for crd in [ZohoConnection::crd(), ClusterZohoConnection::crd()] {
+        let name = crd.name_any();
+        crds.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd)).await.expect("apply the CRD");
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            await_condition(crds.clone(), &name, conditions::is_crd_established()),
+        )
         .await
         .expect("the CRD becomes established within 30s")
         .expect("watch the CRD");
+    }
 }
 
 /// The operator binary, run as its own process, as in production.
