@@ -1,8 +1,11 @@
 //! Integration tests against a real control plane (see `testkit::control_plane::shared`).
 
 mod chart;
+mod cluster;
 mod faults;
 mod leaks;
 mod lifecycle;
+mod refresh;
 mod smoke;
 mod support;
+mod templates;

@@ -69,19 +69,33 @@ impl Operator {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        Self::spawn(cluster.kubeconfig_path(), namespace, fake, extra_args, env)
+        Self::spawn(cluster.kubeconfig_path(), Some(namespace), fake, extra_args, env)
     }
 
     pub fn start_with_kubeconfig(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str]) -> Self {
-        Self::spawn(kubeconfig, namespace, fake, extra_args, &[])
+        Self::spawn(kubeconfig, Some(namespace), fake, extra_args, &[])
     }
 
-    fn spawn(kubeconfig: &Path, namespace: &str, fake: &FakeZoho, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+    /// Watching every namespace, as ClusterZohoConnections need: only on a control plane of the
+    /// test's own, or it would serve other tests' connections too.
+    pub fn start_cluster_wide(cluster: &TestCluster, fake: &FakeZoho, extra_args: &[&str]) -> Self {
+        Self::spawn(cluster.kubeconfig_path(), None, fake, extra_args, &[])
+    }
+
+    fn spawn(
+        kubeconfig: &Path,
+        namespace: Option<&str>,
+        fake: &FakeZoho,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let metrics_port = free_port();
         let mut command = Command::new(OPERATOR_BINARY);
+        command.arg("run");
+        if let Some(namespace) = namespace {
+            command.args(["--watch-namespace", namespace]);
+        }
         command
-            .arg("run")
-            .args(["--watch-namespace", namespace])
             .args(["--allow-accounts-url", &fake.url()])
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
             .args(extra_args)
