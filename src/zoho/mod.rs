@@ -6,7 +6,7 @@ mod datacenter;
 mod error;
 mod response;
 
-pub use client::{AccountsClient, AccountsUrl, AllowList, Credentials};
+pub use client::{AccountsClient, AccountsUrl, AllowList, Credentials, GrantCode};
 pub use datacenter::DataCenter;
 pub use error::{FailureClass, ZohoError};
-pub use response::IssuedToken;
+pub use response::{CodeExchange, DeviceAuthorization, DevicePoll, IssuedToken};
