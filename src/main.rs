@@ -1,18 +1,16 @@
-use clap::Parser;
-use zoho_token_operator::config::{Cli, Command};
+use zoho_token_operator::config::{Action, parse_args};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", zoho_token_operator::crd_yaml());
-        return std::process::ExitCode::SUCCESS;
-    }
-    zoho_token_operator::telemetry::init(cli.log_format());
-    let args = match cli.command {
-        Some(Command::Run(args)) => *args,
-        _ => cli.run,
+    let args = match parse_args(std::env::args_os()) {
+        Action::Crd => {
+            print!("{}", zoho_token_operator::crd_yaml());
+            return std::process::ExitCode::SUCCESS;
+        }
+        Action::Bootstrap(args) => return zoho_token_operator::bootstrap::run(*args).await,
+        Action::Run(args) => *args,
     };
+    zoho_token_operator::telemetry::init(args.log_format);
     match zoho_token_operator::run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
