@@ -326,14 +326,6 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     parse_go_duration(raw)
 }
 
-impl Cli {
-    pub fn log_format(&self) -> LogFormat {
-        match &self.command {
-            Some(Command::Run(args)) => args.log_format,
-            _ => self.run.log_format,
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
