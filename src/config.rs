@@ -326,7 +326,6 @@ fn parse_duration(raw: &str) -> Result<Duration, String> {
     parse_go_duration(raw)
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
