@@ -2,6 +2,7 @@
 //! in Kubernetes Secrets.
 
 pub mod api;
+pub mod bootstrap;
 pub mod config;
 pub mod controller;
 pub mod credentials;

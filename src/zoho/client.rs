@@ -4,7 +4,7 @@ use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{DataCenter, IssuedToken, ZohoError, response};
+use super::{CodeExchange, DataCenter, DeviceAuthorization, DevicePoll, IssuedToken, ZohoError, response};
 
 /// Zoho's answers are a few hundred bytes; anything much larger is not a token response, and
 /// reading it unbounded would let a misbehaving server exhaust the operator's memory.
@@ -41,8 +41,24 @@ impl AccountsUrl {
         &self.0
     }
 
-    fn token_endpoint(&self) -> String {
-        format!("{}/oauth/v2/token", self.0)
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.0)
+    }
+
+    /// Whether this is one of Zoho's official accounts servers, and whose.
+    pub fn data_center(&self) -> Option<DataCenter> {
+        DataCenter::from_accounts_url(&self.0)
+    }
+
+    /// Whether the host is this machine: plain HTTP is acceptable there and nowhere else, since
+    /// credentials sent to it never cross a network.
+    pub fn is_loopback(&self) -> bool {
+        match Url::parse(&self.0).ok().and_then(|url| url.host().map(|host| host.to_owned())) {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        }
     }
 }
 
@@ -133,8 +149,90 @@ impl AccountsClient {
             ("refresh_token", credentials.refresh_token.expose_secret()),
         ];
         let requested_at = Timestamp::now();
-        let mut response =
-            self.http.post(accounts.token_endpoint()).form(&form).send().await.map_err(|e| self.transport_error(&e))?;
+        let (status, body) = self.post(accounts.endpoint("/oauth/v2/token"), &form).await?;
+        response::parse(status, &body, requested_at)
+    }
+
+    /// Trades a grant code (grant_type=authorization_code) for a refresh token and a first access
+    /// token. A code works once: whatever the outcome, do not send the same code again.
+    pub async fn exchange_code(&self, accounts: &AccountsUrl, grant: &GrantCode) -> Result<CodeExchange, ZohoError> {
+        self.allow_list.check(accounts)?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("client_id", grant.client_id.as_str()),
+            ("client_secret", grant.client_secret.expose_secret()),
+            ("code", grant.code.expose_secret()),
+        ];
+        if let Some(redirect_uri) = &grant.redirect_uri {
+            form.push(("redirect_uri", redirect_uri.as_str()));
+        }
+        let requested_at = Timestamp::now();
+        let (status, body) = self.post(accounts.endpoint("/oauth/v2/token"), &form).await?;
+        response::parse_code_exchange(status, &body, requested_at)
+    }
+
+    /// Revokes an access or refresh token (`POST {accounts}/oauth/v2/token/revoke`, `token` in the
+    /// form body rather than the query string, as Zoho's SDKs send it, so that it stays out of
+    /// access logs). Revoking a refresh token also kills every access token minted from it. A
+    /// token Zoho reports as already invalid counts as revoked: either way it is dead.
+    pub async fn revoke(&self, accounts: &AccountsUrl, token: &SecretString) -> Result<(), ZohoError> {
+        self.allow_list.check(accounts)?;
+        let form = [("token", token.expose_secret())];
+        let (status, body) = self.post(accounts.endpoint("/oauth/v2/token/revoke"), &form).await?;
+        response::parse_revoke(status, &body)
+    }
+
+    /// Starts Zoho's device flow ("limited input devices"): `POST {accounts}/oauth/v3/device/code`
+    /// with `client_id`, `grant_type=device_request`, `scope` (comma-separated) and
+    /// `access_type=offline&prompt=consent`, so that the approval yields a refresh token every
+    /// time. The user then opens the verification URL and types in the user code.
+    ///
+    /// Zoho's pages show the parameters in the query string; they are sent as a form body, as the
+    /// token endpoint accepts and as community device-flow clients do.
+    pub async fn request_device_code(
+        &self,
+        accounts: &AccountsUrl,
+        client_id: &str,
+        scope: &str,
+    ) -> Result<DeviceAuthorization, ZohoError> {
+        self.allow_list.check(accounts)?;
+        let form = [
+            ("grant_type", "device_request"),
+            ("client_id", client_id),
+            ("scope", scope),
+            ("access_type", "offline"),
+            ("prompt", "consent"),
+        ];
+        let (status, body) = self.post(accounts.endpoint("/oauth/v3/device/code"), &form).await?;
+        response::parse_device_authorization(status, &body)
+    }
+
+    /// Polls once for the outcome of a device authorization: `POST {accounts}/oauth/v3/device/token`
+    /// with `client_id`, `client_secret`, `grant_type=device_token` and `code` (the device code).
+    /// Callers wait the authorization's interval between polls, and longer after `SlowDown`.
+    pub async fn poll_device_token(
+        &self,
+        accounts: &AccountsUrl,
+        client_id: &str,
+        client_secret: &SecretString,
+        device_code: &SecretString,
+    ) -> Result<DevicePoll, ZohoError> {
+        self.allow_list.check(accounts)?;
+        let form = [
+            ("grant_type", "device_token"),
+            ("client_id", client_id),
+            ("client_secret", client_secret.expose_secret()),
+            ("code", device_code.expose_secret()),
+        ];
+        let requested_at = Timestamp::now();
+        let (status, body) = self.post(accounts.endpoint("/oauth/v3/device/token"), &form).await?;
+        response::parse_device_poll(status, &body, requested_at)
+    }
+
+    /// Posts a form and reads at most [`MAX_RESPONSE_BYTES`] of the answer. Callers check the
+    /// allow-list first.
+    async fn post(&self, url: String, form: &[(&str, &str)]) -> Result<(u16, Vec<u8>), ZohoError> {
+        let mut response = self.http.post(url).form(form).send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(&e))? {
@@ -146,7 +244,7 @@ impl AccountsClient {
             }
             body.extend_from_slice(&chunk);
         }
-        response::parse(status, &body, requested_at)
+        Ok((status, body))
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> ZohoError {
@@ -283,6 +381,166 @@ mod tests {
             assert_eq!(client.refresh(&url, &credentials).await.unwrap_err().reason(), "AccountsUrlNotAllowed");
             assert_eq!(fake.stats().totals.requests, 0);
         }
+        fn grant(code: &str, redirect_uri: Option<&str>) -> GrantCode {
+            GrantCode {
+                client_id: CLIENT.into(),
+                client_secret: SecretString::from("SENTINEL-secret"),
+                code: SecretString::from(code.to_string()),
+                redirect_uri: redirect_uri.map(str::to_string),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_grant_code_exchanges_once_for_a_live_refresh_token() {
+            let (fake, client, url, _) = setup(FakeZohoConfig::default());
+            let code = fake.issue_code(CLIENT, None);
+            let exchange = client.exchange_code(&url, &grant(&code, None)).await.unwrap();
+            assert!(fake.is_live(exchange.refresh_token.expose_secret()));
+            assert!(fake.is_live(exchange.token.access_token.expose_secret()));
+            let err = client.exchange_code(&url, &grant(&code, None)).await.unwrap_err();
+            assert_eq!((err.reason(), err.class()), ("GrantCodeInvalid", crate::zoho::FailureClass::Permanent));
+            assert_eq!(fake.stats().totals.requests, 2, "one request per exchange, no retries");
+        }
+
+        #[tokio::test]
+        async fn the_redirect_uri_is_sent_when_given_and_only_then() {
+            let (fake, client, url, _) = setup(FakeZohoConfig::default());
+            let callback = "https://app.example/callback";
+            let web = fake.issue_code(CLIENT, Some(callback));
+            assert!(client.exchange_code(&url, &grant(&web, Some(callback))).await.is_ok());
+            let web = fake.issue_code(CLIENT, Some(callback));
+            let err = client.exchange_code(&url, &grant(&web, None)).await.unwrap_err();
+            assert_eq!(err.to_string(), "Zoho rejected the token request (invalid_redirect_uri)");
+        }
+
+        #[tokio::test]
+        async fn a_code_without_offline_access_is_a_permanent_failure() {
+            let (fake, client, url, _) = setup(FakeZohoConfig::default());
+            let code = fake.issue_code(CLIENT, None);
+            fake.make_code_online(&code);
+            let err = client.exchange_code(&url, &grant(&code, None)).await.unwrap_err();
+            assert_eq!(err.reason(), "RefreshTokenNotIssued");
+        }
+
+        #[tokio::test]
+        async fn revoking_a_token_kills_it_and_a_dead_token_counts_as_revoked() {
+            let (fake, client, url, credentials) = setup(FakeZohoConfig::default());
+            let token = client.refresh(&url, &credentials).await.unwrap();
+            client.revoke(&url, &credentials.refresh_token).await.unwrap();
+            assert!(!fake.is_live("SENTINEL-refresh"));
+            assert!(!fake.is_live(token.access_token.expose_secret()), "its access tokens die with it");
+            client.revoke(&url, &credentials.refresh_token).await.expect("already revoked is revoked");
+            client.revoke(&url, &SecretString::from("1000.never.issued")).await.expect("unknown is dead too");
+            assert_eq!(fake.stats().revocations, 1);
+            fake.inject_fault(testkit::fake_zoho::FaultRule::new(testkit::fake_zoho::Fault::Hang).times(1));
+            assert!(
+                client.revoke(&url, &credentials.refresh_token).await.is_ok(),
+                "faults apply to token requests only"
+            );
+        }
+
+        fn device_config() -> FakeZohoConfig {
+            FakeZohoConfig { clock: testkit::fake_zoho::Clock::frozen(), ..FakeZohoConfig::default() }
+        }
+
+        async fn poll(client: &AccountsClient, url: &AccountsUrl, auth: &DeviceAuthorization) -> DevicePoll {
+            let secret = SecretString::from("SENTINEL-secret");
+            client.poll_device_token(url, CLIENT, &secret, &auth.device_code).await.unwrap()
+        }
+
+        #[tokio::test]
+        async fn the_device_flow_ends_in_a_live_refresh_token() {
+            let (fake, client, url, _) = setup(device_config());
+            let auth = client.request_device_code(&url, CLIENT, "ZohoCRM.modules.ALL").await.unwrap();
+            assert_eq!((auth.interval, auth.expires_in), (Duration::from_secs(30), Duration::from_secs(300)));
+            assert_eq!(auth.verification_url, format!("{}/oauth/v3/device", fake.url()));
+            let devices = fake.device_authorizations();
+            assert!(devices[0].offline, "access_type=offline is always requested");
+            assert!(matches!(poll(&client, &url, &auth).await, DevicePoll::Pending));
+            fake.advance_clock(auth.interval);
+            assert!(matches!(poll(&client, &url, &auth).await, DevicePoll::Pending));
+            assert!(matches!(poll(&client, &url, &auth).await, DevicePoll::SlowDown), "polled within 30 s");
+            fake.approve_device(&auth.user_code).unwrap();
+            fake.advance_clock(auth.interval);
+            match poll(&client, &url, &auth).await {
+                DevicePoll::Granted(exchange) => assert!(fake.is_live(exchange.refresh_token.expose_secret())),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[tokio::test]
+        async fn denial_expiry_and_another_data_center_are_told_apart() {
+            let (us, client, url, _) = setup(device_config());
+            let denied = client.request_device_code(&url, CLIENT, "A.READ").await.unwrap();
+            us.deny_device(&denied.user_code).unwrap();
+            assert!(matches!(poll(&client, &url, &denied).await, DevicePoll::Denied));
+            let ignored = client.request_device_code(&url, CLIENT, "A.READ").await.unwrap();
+            us.advance_clock(ignored.expires_in);
+            assert!(matches!(poll(&client, &url, &ignored).await, DevicePoll::Expired));
+
+            let eu = FakeZoho::start(FakeZohoConfig { location: "eu".into(), ..device_config() });
+            eu.register_client(CLIENT, "SENTINEL-secret");
+            let eu_url = AccountsUrl::parse(&eu.url()).unwrap();
+            let moved = client.request_device_code(&url, CLIENT, "A.READ").await.unwrap();
+            us.approve_device_in(&moved.user_code, &eu).unwrap();
+            let DevicePoll::OtherDataCenter { accounts, location } = poll(&client, &url, &moved).await else {
+                panic!("expected other_dc");
+            };
+            assert_eq!((&accounts, location.as_deref()), (&eu_url, Some("eu")));
+            let err = client
+                .poll_device_token(&accounts, CLIENT, &SecretString::from("SENTINEL-secret"), &moved.device_code)
+                .await
+                .unwrap_err();
+            assert_eq!(err.reason(), "AccountsUrlNotAllowed", "another data center must be allowed too");
+            assert_eq!(eu.stats().totals.requests, 0);
+            let client = AccountsClient::new(
+                AllowList::new(vec![url.clone(), eu_url.clone()]),
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+            );
+            assert!(matches!(poll(&client, &accounts, &moved).await, DevicePoll::Granted(_)));
+        }
+
+        #[tokio::test]
+        async fn no_request_path_reaches_a_server_off_the_allow_list() {
+            let (fake, _client, url, credentials) = setup(FakeZohoConfig::default());
+            let client = AccountsClient::new(AllowList::default(), Duration::from_secs(1), Duration::from_secs(2));
+            let secret = SecretString::from("SENTINEL-secret");
+            let reasons = [
+                client.exchange_code(&url, &grant("1000.code", None)).await.map(drop),
+                client.revoke(&url, &credentials.refresh_token).await,
+                client.request_device_code(&url, CLIENT, "A.READ").await.map(drop),
+                client.poll_device_token(&url, CLIENT, &secret, &secret).await.map(drop),
+            ];
+            for result in reasons {
+                assert_eq!(result.unwrap_err().reason(), "AccountsUrlNotAllowed");
+            }
+            assert_eq!(fake.stats().totals.requests, 0);
+        }
+    }
+
+    #[test]
+    fn grant_codes_and_device_authorizations_are_redacted_in_debug_output() {
+        let grant = GrantCode {
+            client_id: "1000.ID".into(),
+            client_secret: SecretString::from("SENTINEL-secret"),
+            code: SecretString::from("SENTINEL-code"),
+            redirect_uri: None,
+        };
+        let printed = format!("{grant:?}");
+        assert!(!printed.contains("SENTINEL") && printed.contains("1000.ID"), "{printed}");
+    }
+
+    #[test]
+    fn loopback_is_recognized_in_every_spelling() {
+        for raw in ["http://127.0.0.1:9", "http://127.1.2.3", "http://[::1]:80", "http://localhost:8080"] {
+            assert!(AccountsUrl::parse(raw).unwrap().is_loopback(), "{raw}");
+        }
+        for raw in ["https://accounts.zoho.eu", "http://10.0.0.1", "http://localhost.evil.test"] {
+            assert!(!AccountsUrl::parse(raw).unwrap().is_loopback(), "{raw}");
+        }
+        assert_eq!(AccountsUrl::of(DataCenter::CA).data_center(), Some(DataCenter::CA));
+        assert_eq!(AccountsUrl::parse("http://127.0.0.1:9").unwrap().data_center(), None);
     }
 
     #[test]

@@ -23,6 +23,33 @@ impl DataCenter {
     pub const ALL: [DataCenter; 10] =
         [Self::US, Self::EU, Self::IN, Self::AU, Self::JP, Self::CN, Self::CA, Self::SA, Self::UK, Self::AE];
 
+    /// The code used in manifests and on the command line, as serialized: `US`, `EU`, ...
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::US => "US",
+            Self::EU => "EU",
+            Self::IN => "IN",
+            Self::AU => "AU",
+            Self::JP => "JP",
+            Self::CN => "CN",
+            Self::CA => "CA",
+            Self::SA => "SA",
+            Self::UK => "UK",
+            Self::AE => "AE",
+        }
+    }
+
+    /// Reads a code case-insensitively, so that both `EU` and Zoho's own lower-case location codes
+    /// (`location=eu` in the authorization redirect, `user_location` in the device flow) work.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|dc| dc.code().eq_ignore_ascii_case(code.trim()))
+    }
+
+    /// The data center whose official accounts server this origin is.
+    pub fn from_accounts_url(origin: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|dc| dc.accounts_url() == origin)
+    }
+
     pub fn accounts_url(self) -> &'static str {
         match self {
             Self::US => "https://accounts.zoho.com",
@@ -71,6 +98,19 @@ mod tests {
         let urls: std::collections::HashSet<_> = DataCenter::ALL.iter().map(|dc| dc.accounts_url()).collect();
         assert_eq!(urls.len(), DataCenter::ALL.len());
         assert!(urls.iter().all(|u| u.starts_with("https://accounts.zoho")));
+    }
+
+    #[test]
+    fn codes_read_back_in_either_case() {
+        for dc in DataCenter::ALL {
+            assert_eq!(DataCenter::from_code(dc.code()), Some(dc));
+            assert_eq!(DataCenter::from_code(&dc.code().to_lowercase()), Some(dc));
+            assert_eq!(DataCenter::from_accounts_url(dc.accounts_url()), Some(dc));
+            assert_eq!(serde_json::to_string(&dc).unwrap(), format!("\"{}\"", dc.code()));
+        }
+        assert_eq!(DataCenter::from_code("ca"), Some(DataCenter::CA), "Canada, not China");
+        assert_eq!(DataCenter::from_code("xx"), None);
+        assert_eq!(DataCenter::from_accounts_url("https://accounts.zoho.evil"), None);
     }
 
     #[test]

@@ -30,6 +30,24 @@ pub enum ZohoError {
     #[error("Zoho reports the refresh token as revoked or unknown (invalid_code); issue a new one")]
     RefreshTokenRevoked,
 
+    /// `invalid_code` on an authorization_code grant: the same code as a revoked refresh token,
+    /// but the remedy differs, and a code can never succeed on a second try.
+    #[error(
+        "Zoho rejected the grant code (invalid_code): it was already used, has expired, or belongs to \
+         another client or data center. Generate a new one (API console, Self Client, Generate Code) \
+         and exchange it within its lifetime, about 2 to 3 minutes, once: `zoho-token-operator \
+         bootstrap grant-code` does that, and `bootstrap device` needs no code at all"
+    )]
+    GrantCodeInvalid,
+
+    /// A code exchange that succeeded without a refresh token leaves nothing to keep minting with.
+    #[error(
+        "Zoho issued an access token but no refresh token: the authorization was made without \
+         offline access. Authorize again with access_type=offline and prompt=consent (without \
+         prompt=consent, Zoho hands out a refresh token only on a user's first consent)"
+    )]
+    RefreshTokenNotIssued,
+
     #[error("Zoho rejected the token request ({code})")]
     Rejected { code: String },
 
@@ -56,6 +74,8 @@ impl ZohoError {
             | Self::AccountsUrlNotAllowed { .. }
             | Self::InvalidClient { .. }
             | Self::RefreshTokenRevoked
+            | Self::GrantCodeInvalid
+            | Self::RefreshTokenNotIssued
             | Self::Rejected { .. } => FailureClass::Permanent,
             Self::Throttled => FailureClass::Throttled,
             Self::ServerError { .. } | Self::Timeout(_) | Self::Connect(_) | Self::MalformedResponse { .. } => {
@@ -71,6 +91,8 @@ impl ZohoError {
             Self::AccountsUrlNotAllowed { .. } => "AccountsUrlNotAllowed",
             Self::InvalidClient { .. } => "InvalidClient",
             Self::RefreshTokenRevoked => "RefreshTokenRevoked",
+            Self::GrantCodeInvalid => "GrantCodeInvalid",
+            Self::RefreshTokenNotIssued => "RefreshTokenNotIssued",
             Self::Rejected { .. } => "TokenRequestRejected",
             Self::Throttled => "Throttled",
             Self::ServerError { .. } => "AccountsServerError",

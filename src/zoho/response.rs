@@ -1,4 +1,4 @@
-//! Reading the token endpoint's answer. Zoho reports most errors with HTTP 200, so the body, not
+//! Reading the accounts server's answers. Zoho reports most errors with HTTP 200, so the body, not
 //! the status code, decides: a body with an `access_token` is a success, anything else is not.
 
 use std::time::Duration;
@@ -7,10 +7,27 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::ZohoError;
+use super::{AccountsUrl, DataCenter, ZohoError};
 
 /// Tokens shorter or longer than this are not what Zoho issues and indicate a garbled answer.
 const PLAUSIBLE_LIFETIME: std::ops::RangeInclusive<u64> = 1..=86_400;
+
+/// Zoho asks devices to poll at most once per 30 seconds; that is the interval when it names none.
+pub(super) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
+/// A larger interval is more likely a misread unit than Zoho's intent, and `slow_down` corrects a
+/// too-short one anyway.
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
+/// Zoho documents a user code as valid for 5 minutes.
+const DEFAULT_DEVICE_VALIDITY: Duration = Duration::from_secs(300);
+
+/// Which grant a token request used. The same error code means different things per grant:
+/// `invalid_code` is a dead refresh token on a refresh, and a spent code on a code exchange.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Grant {
+    Refresh,
+    Code,
+    Device,
+}
 
 /// A freshly minted access token.
 #[derive(Clone, Debug)]
@@ -22,33 +39,244 @@ pub struct IssuedToken {
     pub expires_at: Timestamp,
 }
 
+/// What a successful code exchange (or an approved device authorization) yields: an access token,
+/// and the refresh token that the operator keeps minting with.
+#[derive(Clone, Debug)]
+pub struct CodeExchange {
+    pub token: IssuedToken,
+    pub refresh_token: SecretString,
+}
+
+/// The answer to a device-flow initiation request (`POST /oauth/v3/device/code`).
+///
+/// Field names as Zoho documents them. `interval` and `expires_in` are in milliseconds according
+/// to Zoho's older device-flow page; its current page shows no unit, and community clients read
+/// them both ways. The two readings differ a thousandfold, so the size decides: an interval
+/// under 100 is seconds (nobody asks for polls 100 s apart), larger is milliseconds; a validity
+/// under 10,000 is seconds (2.7 hours), larger is milliseconds.
+#[derive(Clone, Debug)]
+pub struct DeviceAuthorization {
+    /// Shown to the user, who types it in at `verification_url`; short-lived and useless without
+    /// the device code, so it is not treated as a secret.
+    pub user_code: String,
+    pub verification_url: String,
+    /// Identifies this authorization when polling; with the client secret it yields the tokens.
+    pub device_code: SecretString,
+    /// How long to wait between polls.
+    pub interval: Duration,
+    /// How long the user has to approve.
+    pub expires_in: Duration,
+}
+
+/// One answer to a device-flow poll (`POST /oauth/v3/device/token`).
+#[derive(Clone, Debug)]
+pub enum DevicePoll {
+    /// `authorization_pending`: the user has not acted yet; poll again after the interval.
+    Pending,
+    /// `slow_down`: two polls came within Zoho's minimum gap (30 s, documented); poll less often.
+    SlowDown,
+    /// `other_dc`: the user approved, but their account lives in another data center; further
+    /// polls, and every later refresh, go to that accounts server.
+    OtherDataCenter {
+        accounts: AccountsUrl,
+        /// Zoho's `user_location` code (`eu`, ...), when it sent one.
+        location: Option<String>,
+    },
+    /// `access_denied`: the user declined.
+    Denied,
+    /// `expired`: nobody acted within the validity of the user code.
+    Expired,
+    /// The user approved: the tokens.
+    Granted(CodeExchange),
+}
+
 #[derive(Deserialize)]
 struct Body {
     access_token: Option<String>,
+    refresh_token: Option<String>,
     api_domain: Option<String>,
     token_type: Option<String>,
     expires_in: Option<u64>,
     expires_in_sec: Option<u64>,
     error: Option<String>,
     status: Option<String>,
+    /// With `other_dc`: the user's location code, such as `eu` (documented).
+    user_location: Option<String>,
+    /// With `other_dc`: the user's accounts server. Not documented for the device flow; it is the
+    /// name Zoho gives the same fact in the authorization redirect, and the fake sends it.
+    #[serde(rename = "accounts-server", alias = "accounts_server")]
+    accounts_server: Option<String>,
 }
 
-/// Interprets one answer of `POST /oauth/v2/token`. `requested_at` is when the request was sent,
-/// so that the computed expiry errs on the early side.
-pub fn parse(status: u16, body: &[u8], requested_at: Timestamp) -> Result<IssuedToken, ZohoError> {
-    // Whole seconds, rounded down: the times are stored in RFC 3339 with second precision, and the
-    // token held in memory must compare equal to the one read back from the Secret.
-    let requested_at = requested_at
+#[derive(Deserialize)]
+struct DeviceCodeBody {
+    user_code: Option<String>,
+    device_code: Option<String>,
+    #[serde(alias = "verification_uri")]
+    verification_url: Option<String>,
+    interval: Option<u64>,
+    expires_in: Option<u64>,
+    error: Option<String>,
+    status: Option<String>,
+}
+
+/// Whole seconds, rounded down: the times are stored in RFC 3339 with second precision, and the
+/// token held in memory must compare equal to the one read back from the Secret.
+fn truncate(requested_at: Timestamp) -> Timestamp {
+    requested_at
         .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc))
-        .expect("truncating to seconds cannot overflow");
-    let parsed = match serde_json::from_slice::<Body>(body) {
-        Ok(parsed) => parsed,
-        Err(err) => return Err(unparseable(status, body, &err)),
-    };
+        .expect("truncating to seconds cannot overflow")
+}
+
+fn read<'a, T: Deserialize<'a>>(status: u16, body: &'a [u8]) -> Result<T, ZohoError> {
+    serde_json::from_slice::<T>(body).map_err(|err| unparseable(status, body, &err))
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// Interprets one answer of a refresh (`POST /oauth/v2/token`, grant_type=refresh_token).
+/// `requested_at` is when the request was sent, so that the computed expiry errs on the early side.
+pub fn parse(status: u16, body: &[u8], requested_at: Timestamp) -> Result<IssuedToken, ZohoError> {
+    // Refreshes never rotate the refresh token; one in the answer would be ignored by Zoho's SDKs too.
+    issued(status, read(status, body)?, requested_at, Grant::Refresh).map(|(token, _)| token)
+}
+
+/// Interprets one answer of a code exchange (grant_type=authorization_code).
+pub(super) fn parse_code_exchange(
+    status: u16,
+    body: &[u8],
+    requested_at: Timestamp,
+) -> Result<CodeExchange, ZohoError> {
+    let (token, refresh_token) = issued(status, read(status, body)?, requested_at, Grant::Code)?;
+    with_refresh_token(token, refresh_token)
+}
+
+fn with_refresh_token(token: IssuedToken, refresh_token: Option<String>) -> Result<CodeExchange, ZohoError> {
+    let refresh_token = refresh_token.ok_or(ZohoError::RefreshTokenNotIssued)?;
+    Ok(CodeExchange { token, refresh_token: SecretString::from(refresh_token) })
+}
+
+fn issued(
+    status: u16,
+    parsed: Body,
+    requested_at: Timestamp,
+    grant: Grant,
+) -> Result<(IssuedToken, Option<String>), ZohoError> {
     let lifetime = lifetime(&parsed);
-    match parsed.access_token.filter(|token| !token.trim().is_empty()) {
-        Some(token) => success(status, token, parsed.api_domain, parsed.token_type, lifetime, requested_at),
-        None => Err(failure(status, parsed.error.as_deref(), parsed.status.as_deref())),
+    let Body { access_token, refresh_token, api_domain, token_type, error, status: outcome, .. } = parsed;
+    match non_blank(access_token) {
+        Some(token) => {
+            let token = success(status, token, api_domain, token_type, lifetime, truncate(requested_at))?;
+            Ok((token, non_blank(refresh_token)))
+        }
+        None => Err(failure(status, error.as_deref(), outcome.as_deref(), grant)),
+    }
+}
+
+/// Interprets the answer to a device-flow initiation request.
+pub(super) fn parse_device_authorization(status: u16, body: &[u8]) -> Result<DeviceAuthorization, ZohoError> {
+    let parsed: DeviceCodeBody = read(status, body)?;
+    let malformed = |reason: &str| ZohoError::MalformedResponse { status, reason: reason.to_string() };
+    let (Some(user_code), Some(device_code), Some(verification_url)) =
+        (non_blank(parsed.user_code), non_blank(parsed.device_code), non_blank(parsed.verification_url))
+    else {
+        return Err(match parsed.error {
+            Some(error) => failure(status, Some(&error), parsed.status.as_deref(), Grant::Device),
+            None if status >= 500 => ZohoError::ServerError { status },
+            None => malformed("no user_code, device_code and verification_url"),
+        });
+    };
+    // Both are printed to a terminal for the user to act on: only plain, printable text.
+    if user_code.len() > 64 || !user_code.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(malformed("user_code is not short printable text"));
+    }
+    let url_ok = url::Url::parse(&verification_url).is_ok_and(|url| matches!(url.scheme(), "https" | "http"));
+    if verification_url.len() > 512 || !url_ok || !verification_url.chars().all(|c| c.is_ascii_graphic()) {
+        return Err(malformed("verification_url is not an http(s) URL"));
+    }
+    let interval = match parsed.interval {
+        None | Some(0) => DEFAULT_POLL_INTERVAL,
+        Some(n) if n < 100 => Duration::from_secs(n),
+        Some(n) => Duration::from_millis(n),
+    };
+    let expires_in = match parsed.expires_in {
+        None | Some(0) => DEFAULT_DEVICE_VALIDITY,
+        Some(n) if n < 10_000 => Duration::from_secs(n),
+        Some(n) => Duration::from_millis(n),
+    };
+    Ok(DeviceAuthorization {
+        user_code,
+        verification_url,
+        device_code: SecretString::from(device_code),
+        interval: interval.min(MAX_POLL_INTERVAL),
+        expires_in,
+    })
+}
+
+/// Interprets one answer to a device-flow poll.
+pub(super) fn parse_device_poll(status: u16, body: &[u8], requested_at: Timestamp) -> Result<DevicePoll, ZohoError> {
+    let parsed: Body = read(status, body)?;
+    if non_blank(parsed.access_token.clone()).is_none() {
+        // Checked before the throttle's shape: whether Zoho wraps this feedback in a
+        // `"status":"failure"` envelope is not documented, and it must not read as a throttle.
+        match parsed.error.as_deref() {
+            Some("authorization_pending") => return Ok(DevicePoll::Pending),
+            Some("slow_down") => return Ok(DevicePoll::SlowDown),
+            Some("access_denied") => return Ok(DevicePoll::Denied),
+            Some("expired") => return Ok(DevicePoll::Expired),
+            Some("other_dc") => return other_data_center(status, &parsed),
+            _ => {}
+        }
+    }
+    let (token, refresh_token) = issued(status, parsed, requested_at, Grant::Device)?;
+    Ok(DevicePoll::Granted(with_refresh_token(token, refresh_token)?))
+}
+
+/// The accounts server named by an `other_dc` answer. Where it points is checked against the
+/// allow-list by the next request, like every other accounts URL.
+fn other_data_center(status: u16, parsed: &Body) -> Result<DevicePoll, ZohoError> {
+    let malformed = |reason: String| ZohoError::MalformedResponse { status, reason };
+    let location = parsed
+        .user_location
+        .as_deref()
+        .map(|code| code.chars().filter(char::is_ascii_alphanumeric).take(8).collect::<String>().to_ascii_lowercase());
+    let accounts = match (parsed.accounts_server.as_deref(), &location) {
+        (Some(server), _) => AccountsUrl::parse(server)
+            .map_err(|_| malformed("other_dc names an accounts server that is not a URL".to_string()))?,
+        (None, Some(code)) => match DataCenter::from_code(code) {
+            Some(dc) => AccountsUrl::of(dc),
+            None => return Err(malformed(format!("other_dc names an unknown location {}", sanitize(code)))),
+        },
+        (None, None) => return Err(malformed("other_dc without user_location".to_string())),
+    };
+    Ok(DevicePoll::OtherDataCenter { accounts, location })
+}
+
+#[derive(Deserialize)]
+struct RevokeBody {
+    status: Option<String>,
+    error: Option<String>,
+}
+
+/// Interprets the answer to `POST /oauth/v2/token/revoke`. Zoho documents `{"status":"success"}`,
+/// and HTTP 400 for a token that is invalid; either way the token is dead, which is all a caller
+/// wants. The body of that 400 is not documented: the fake sends
+/// `{"status":"failure","error":"invalid_token"}`.
+pub(super) fn parse_revoke(status: u16, body: &[u8]) -> Result<(), ZohoError> {
+    let parsed: RevokeBody = read(status, body)?;
+    if parsed.status.as_deref() == Some("success") {
+        return Ok(());
+    }
+    let error = parsed.error.as_deref();
+    // A code such as invalid_token is Zoho saying "no such live token"; human text in `error` is
+    // the throttle's envelope, which passes by itself.
+    let is_code = |code: &str| !code.is_empty() && code.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    match error {
+        Some("invalid_token") => Ok(()),
+        _ if status == 400 && error.is_none_or(is_code) => Ok(()),
+        _ => Err(failure(status, error, parsed.status.as_deref(), Grant::Refresh)),
     }
 }
 
@@ -89,7 +317,7 @@ fn success(
     })
 }
 
-fn failure(status: u16, error: Option<&str>, outcome: Option<&str>) -> ZohoError {
+fn failure(status: u16, error: Option<&str>, outcome: Option<&str>, grant: Grant) -> ZohoError {
     // The throttle's `error` is human text that Zoho localizes ("Access Denied", "拒绝访问"), so it
     // is recognized by its shape: a `"status":"failure"` envelope, or HTTP 429.
     if outcome == Some("failure") || status == 429 {
@@ -98,8 +326,13 @@ fn failure(status: u16, error: Option<&str>, outcome: Option<&str>) -> ZohoError
     match error {
         Some("invalid_client") => ZohoError::InvalidClient { code: "invalid_client" },
         Some("invalid_client_secret") => ZohoError::InvalidClient { code: "invalid_client_secret" },
-        // On a refresh grant, invalid_code means the refresh token was revoked, evicted or never existed.
-        Some("invalid_code") => ZohoError::RefreshTokenRevoked,
+        Some("invalid_code") => match grant {
+            // On a refresh grant, invalid_code means the refresh token was revoked, evicted or never existed.
+            Grant::Refresh => ZohoError::RefreshTokenRevoked,
+            Grant::Code => ZohoError::GrantCodeInvalid,
+            // A device code that is unknown, spent or another client's: the flow must start over.
+            Grant::Device => ZohoError::Rejected { code: "invalid_code".to_string() },
+        },
         Some("access_denied") | Some("Access Denied") => ZohoError::Throttled,
         Some(
             code @ ("invalid_request"
@@ -263,5 +496,215 @@ mod tests {
     fn unrecognized_error_codes_are_sanitized() {
         let err = parse_str(200, r#"{"error":"<script>\u0007bad"}"#).unwrap_err();
         assert!(err.to_string().contains("\"scriptbad\""), "{err}");
+    }
+
+    const CODE_SUCCESS: &str = r#"{"access_token":"1000.at","refresh_token":"1000.rt","scope":"ZohoCRM.modules.ALL","api_domain":"https://www.zohoapis.eu","token_type":"Bearer","expires_in":3600}"#;
+
+    #[test]
+    fn a_code_exchange_yields_the_refresh_token_next_to_the_access_token() {
+        let exchange = parse_code_exchange(200, CODE_SUCCESS.as_bytes(), at()).unwrap();
+        assert_eq!(exchange.refresh_token.expose_secret(), "1000.rt");
+        assert_eq!(exchange.token.access_token.expose_secret(), "1000.at");
+        assert_eq!(exchange.token.expires_at, "2026-11-28T11:00:00Z".parse::<Timestamp>().unwrap());
+        // A refresh answer never carries one; should it, the refresh path ignores it.
+        assert!(parse(200, CODE_SUCCESS.as_bytes(), at()).is_ok());
+    }
+
+    #[test]
+    fn a_code_exchange_without_a_refresh_token_is_permanent_and_explains_offline_access() {
+        for body in [
+            r#"{"access_token":"1000.at","api_domain":"https://www.zohoapis.com","token_type":"Bearer","expires_in":3600}"#,
+            r#"{"access_token":"1000.at","refresh_token":"","expires_in":3600}"#,
+        ] {
+            let err = parse_code_exchange(200, body.as_bytes(), at()).unwrap_err();
+            assert_eq!((err.reason(), err.class()), ("RefreshTokenNotIssued", FailureClass::Permanent), "{body}");
+            let message = err.to_string();
+            assert!(message.contains("access_type=offline") && message.contains("prompt=consent"), "{message}");
+            assert!(!message.contains("1000.at"), "{message}");
+        }
+    }
+
+    #[test]
+    fn invalid_code_means_what_the_grant_makes_it_mean() {
+        let body = br#"{"error":"invalid_code"}"#;
+        let refresh = parse(200, body, at()).unwrap_err();
+        assert_eq!((refresh.reason(), refresh.class()), ("RefreshTokenRevoked", FailureClass::Permanent));
+        let code = parse_code_exchange(200, body, at()).unwrap_err();
+        assert_eq!((code.reason(), code.class()), ("GrantCodeInvalid", FailureClass::Permanent));
+        let message = code.to_string();
+        for hint in ["Generate Code", "bootstrap", "minutes", "once"] {
+            assert!(message.contains(hint), "{hint:?} missing from {message}");
+        }
+        let device = parse_device_poll(200, body, at()).unwrap_err();
+        assert_eq!((device.reason(), device.class()), ("TokenRequestRejected", FailureClass::Permanent));
+    }
+
+    #[test]
+    fn code_exchange_errors_are_classified_like_refresh_errors() {
+        let cases = [
+            (200, r#"{"error":"invalid_client"}"#, "InvalidClient", FailureClass::Permanent),
+            (200, r#"{"error":"invalid_client_secret"}"#, "InvalidClient", FailureClass::Permanent),
+            (200, r#"{"error":"invalid_redirect_uri"}"#, "TokenRequestRejected", FailureClass::Permanent),
+            (200, r#"{"error":"access_denied"}"#, "Throttled", FailureClass::Throttled),
+            (400, r#"{"error":"Access Denied","status":"failure"}"#, "Throttled", FailureClass::Throttled),
+            (502, "<html>Bad gateway</html>", "AccountsServerError", FailureClass::Transient),
+        ];
+        for (status, body, reason, class) in cases {
+            let err = parse_code_exchange(status, body.as_bytes(), at()).unwrap_err();
+            assert_eq!((err.reason(), err.class()), (reason, class), "{body}");
+        }
+    }
+
+    fn device_code(status: u16, body: &str) -> Result<DeviceAuthorization, ZohoError> {
+        parse_device_authorization(status, body.as_bytes())
+    }
+
+    #[test]
+    fn a_device_authorization_reads_its_durations_in_either_unit() {
+        let cases = [
+            // Milliseconds, as Zoho's older page states them.
+            (r#""interval":30000,"expires_in":300000"#, 30, 300),
+            // Seconds, as RFC 8628 and some community clients have them.
+            (r#""interval":5,"expires_in":300"#, 5, 300),
+            (r#""interval":200,"expires_in":60000"#, 0, 60),
+            // Missing: Zoho's documented 30 s between polls and 5 minutes of validity.
+            ("\"x\":0", 30, 300),
+            // An hour between polls is a misread, capped.
+            (r#""interval":3600000,"expires_in":600"#, 60, 600),
+        ];
+        for (fields, interval, validity) in cases {
+            let body = format!(
+                r#"{{"user_code":"ABCD-1234","device_code":"1004.dc","verification_url":"https://accounts.zoho.com/oauth/v3/device",{fields}}}"#
+            );
+            let auth = device_code(200, &body).unwrap();
+            assert_eq!(auth.user_code, "ABCD-1234");
+            assert_eq!(auth.verification_url, "https://accounts.zoho.com/oauth/v3/device");
+            assert_eq!(auth.device_code.expose_secret(), "1004.dc");
+            assert_eq!(auth.interval.as_secs(), interval, "{fields}");
+            assert_eq!(auth.expires_in.as_secs(), validity, "{fields}");
+        }
+        let auth = device_code(
+            200,
+            r#"{"user_code":"A","device_code":"d","verification_url":"https://x.test","interval":200}"#,
+        );
+        assert_eq!(auth.unwrap().interval, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_device_authorization_that_cannot_be_shown_or_used_is_rejected() {
+        let cases = [
+            (200, r#"{"error":"invalid_client"}"#, "InvalidClient"),
+            (200, r#"{"error":"invalid_scope"}"#, "TokenRequestRejected"),
+            (200, r#"{"error":"Access Denied","status":"failure"}"#, "Throttled"),
+            (200, r#"{"user_code":"A","verification_url":"https://x.test"}"#, "MalformedResponse"),
+            (
+                200,
+                r#"{"user_code":"A B[2J","device_code":"d","verification_url":"https://x.test"}"#,
+                "MalformedResponse",
+            ),
+            (
+                200,
+                r#"{"user_code":"A","device_code":"d","verification_url":"javascript:alert(1)"}"#,
+                "MalformedResponse",
+            ),
+            (503, "<html></html>", "AccountsServerError"),
+        ];
+        for (status, body, reason) in cases {
+            assert_eq!(device_code(status, body).unwrap_err().reason(), reason, "{body}");
+        }
+        let printed = format!(
+            "{:?}",
+            device_code(200, r#"{"user_code":"A","device_code":"SENTINEL-dc","verification_url":"https://x.test"}"#)
+                .unwrap()
+        );
+        assert!(!printed.contains("SENTINEL"), "{printed}");
+    }
+
+    fn poll(status: u16, body: &str) -> Result<DevicePoll, ZohoError> {
+        parse_device_poll(status, body.as_bytes(), at())
+    }
+
+    #[test]
+    fn each_documented_device_feedback_has_its_own_answer() {
+        assert!(matches!(poll(200, r#"{"error":"authorization_pending"}"#), Ok(DevicePoll::Pending)));
+        assert!(matches!(
+            poll(400, r#"{"error":"authorization_pending","status":"failure"}"#),
+            Ok(DevicePoll::Pending)
+        ));
+        assert!(matches!(poll(200, r#"{"error":"slow_down"}"#), Ok(DevicePoll::SlowDown)));
+        assert!(matches!(poll(200, r#"{"error":"access_denied"}"#), Ok(DevicePoll::Denied)));
+        assert!(matches!(poll(200, r#"{"error":"expired"}"#), Ok(DevicePoll::Expired)));
+        match poll(200, CODE_SUCCESS) {
+            Ok(DevicePoll::Granted(exchange)) => assert_eq!(exchange.refresh_token.expose_secret(), "1000.rt"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_dc_points_at_the_users_accounts_server() {
+        // The documented shape: a location code.
+        match poll(200, r#"{"user_location":"eu","error":"other_dc"}"#).unwrap() {
+            DevicePoll::OtherDataCenter { accounts, location } => {
+                assert_eq!(accounts.as_str(), "https://accounts.zoho.eu");
+                assert_eq!(location.as_deref(), Some("eu"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match poll(200, r#"{"user_location":"CA","error":"other_dc"}"#).unwrap() {
+            DevicePoll::OtherDataCenter { accounts, .. } => {
+                assert_eq!(accounts.as_str(), "https://accounts.zohocloud.ca")
+            }
+            other => panic!("{other:?}"),
+        }
+        // An explicit accounts server wins over the code.
+        match poll(200, r#"{"error":"other_dc","user_location":"eu","accounts-server":"http://127.0.0.1:8123/"}"#)
+            .unwrap()
+        {
+            DevicePoll::OtherDataCenter { accounts, .. } => assert_eq!(accounts.as_str(), "http://127.0.0.1:8123"),
+            other => panic!("{other:?}"),
+        }
+        for body in [
+            r#"{"error":"other_dc"}"#,
+            r#"{"error":"other_dc","user_location":"mars"}"#,
+            r#"{"error":"other_dc","accounts-server":"not a url"}"#,
+        ] {
+            assert_eq!(poll(200, body).unwrap_err().reason(), "MalformedResponse", "{body}");
+        }
+    }
+
+    #[test]
+    fn device_poll_errors_and_tokenless_grants_are_failures() {
+        let cases = [
+            (200, r#"{"error":"invalid_client"}"#, "InvalidClient"),
+            (200, r#"{"error":"Access Denied","status":"failure"}"#, "Throttled"),
+            (200, r#"{"access_token":"1000.at","expires_in":3600}"#, "RefreshTokenNotIssued"),
+            (200, "<html></html>", "MalformedResponse"),
+        ];
+        for (status, body, reason) in cases {
+            assert_eq!(poll(status, body).unwrap_err().reason(), reason, "{body}");
+        }
+    }
+
+    #[test]
+    fn a_revoked_or_already_invalid_token_counts_as_revoked() {
+        for (status, body) in [
+            (200, r#"{"status":"success"}"#),
+            (400, r#"{"status":"failure","error":"invalid_token"}"#),
+            (200, r#"{"status":"failure","error":"invalid_token"}"#),
+            (400, r#"{}"#),
+            (400, r#"{"error":"invalid_request"}"#),
+        ] {
+            assert!(parse_revoke(status, body.as_bytes()).is_ok(), "{status} {body}");
+        }
+        let cases = [
+            (400, r#"{"error":"Access Denied","status":"failure"}"#, "Throttled"),
+            (429, "", "Throttled"),
+            (503, "<html></html>", "AccountsServerError"),
+            (200, "<html></html>", "MalformedResponse"),
+            (200, r#"{"status":"something"}"#, "MalformedResponse"),
+        ];
+        for (status, body, reason) in cases {
+            assert_eq!(parse_revoke(status, body.as_bytes()).unwrap_err().reason(), reason, "{status} {body}");
+        }
     }
 }

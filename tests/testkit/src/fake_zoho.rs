@@ -5,9 +5,13 @@
 //! `POST /oauth/v2/token` and `/oauth/v2/token/revoke`: refresh and code grants,
 //! errors in the body of an HTTP 200, the 10-per-10-minutes throttle per refresh
 //! token, the 15-live-token cap that evicts the oldest token, revocation, and the
-//! legacy `expires_in_sec` format. Tests inspect and steer it through
+//! legacy `expires_in_sec` format. It also plays Zoho's device flow ("limited
+//! input devices", `POST /oauth/v3/device/code` and `/oauth/v3/device/token`):
+//! pending, `slow_down`, `expired`, `access_denied` and `other_dc` answers, with
+//! the user's decision taken through the test API, and another instance standing
+//! in for the user's data center. Tests inspect and steer it through
 //! [`FakeZoho`]'s methods or, when it runs as the `fake-zoho` process, through
-//! the JSON API under `/_fake/` (see the `http` module).
+//! the JSON API under `/_fake/` (see the `http` module for every endpoint).
 //!
 //! Where Zoho's behaviour is undocumented, the fake picks:
 //! - The throttle window is fixed: it opens with the first mint after the
@@ -16,12 +20,37 @@
 //! - A missing parameter answers `invalid_request`, an unknown `grant_type`
 //!   `unsupported_grant_type`, a code whose registered `redirect_uri` differs from
 //!   the request's `invalid_redirect_uri`; a code is burnt by its first attempt.
+//! - A code made without offline access (see [`FakeZoho::make_code_online`])
+//!   exchanges for an access token without `refresh_token`.
 //! - Revoking an unknown token answers HTTP 400
 //!   `{"status":"failure","error":"invalid_token"}`.
 //! - Parameters are read from the query string and from an
 //!   `application/x-www-form-urlencoded` (or untyped) body, the body winning.
 //!   Multipart bodies, Basic auth and the `client_credentials` grant are not
 //!   supported.
+//!
+//! The device flow, as Zoho's pages (initiation-request, polling-request,
+//! multi-dc/limited-input-devices) describe it, and where they are silent:
+//! - Documented: the parameters (`grant_type=device_request`, `client_id`,
+//!   `scope`, `access_type`, `prompt`; then `grant_type=device_token`,
+//!   `client_id`, `client_secret`, `code`), the answer's fields `user_code`,
+//!   `device_code`, `verification_url`, `interval` and `expires_in`, the user
+//!   code's validity of 5 minutes, the feedback codes, `slow_down` for "two
+//!   polling requests within 30 seconds", a refresh token only with
+//!   `access_type=offline`, and `other_dc` carrying `user_location` (`"eu"`).
+//! - Zoho's older page gives `interval` and `expires_in` in milliseconds; its
+//!   current one names no unit. The fake sends milliseconds.
+//! - Feedback comes as HTTP 200 `{"error": code}`, like the token endpoint's
+//!   errors; the real status code is not documented.
+//! - `other_dc` also names the accounts server as `accounts-server` (Zoho's name
+//!   for it in the authorization redirect); Zoho documents only
+//!   `user_location`. It is how the fake points at another local instance.
+//! - Every poll restarts the slow-down gap, a slowed-down one too. `expired`
+//!   is answered once the validity has passed, whatever the user did; a device
+//!   code whose tokens were handed out, or that is unknown, answers
+//!   `invalid_code`. `prompt` is ignored.
+//! - The verification URL is `{fake}/oauth/v3/device`, a text page; the user code
+//!   is eight characters from `A-Z2-9` without look-alikes.
 
 mod clock;
 mod http;
@@ -37,7 +66,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use clock::Clock;
-pub use state::UnknownClient;
+pub use state::{UnknownClient, UnknownUserCode};
 
 use state::State;
 
@@ -62,6 +91,17 @@ pub struct FakeZohoConfig {
     /// Live access tokens per refresh token; minting one more evicts the oldest.
     pub live_token_cap: usize,
     pub code_lifetime: Duration,
+    /// The device flow's `interval`: how long a device is told to wait between polls.
+    pub device_poll_interval: Duration,
+    /// Polls of one device authorization closer together than this answer `slow_down`. Zoho
+    /// documents 30 s; it is separate from the advertised interval so that tests can make a
+    /// client that honours the interval meet `slow_down` anyway.
+    pub device_min_poll_gap: Duration,
+    /// How long a user has to act on a device authorization (Zoho: 5 minutes).
+    pub device_code_lifetime: Duration,
+    /// This server's data center as Zoho's lower-case location code (`us`, `eu`, ...), sent as
+    /// `user_location` when another instance redirects a device here.
+    pub location: String,
     pub clock: Clock,
     /// Keeps tokens and counters across process restarts. Loaded on start if
     /// it exists, rewritten after every change. Faults and the clock's skips are
@@ -84,6 +124,10 @@ impl Default for FakeZohoConfig {
             localized_throttle: false,
             live_token_cap: 15,
             code_lifetime: Duration::from_secs(120),
+            device_poll_interval: Duration::from_secs(30),
+            device_min_poll_gap: Duration::from_secs(30),
+            device_code_lifetime: Duration::from_secs(300),
+            location: "us".to_owned(),
             clock: Clock::system(),
             state_file: None,
         }
@@ -111,6 +155,61 @@ pub struct Stats {
     pub revocations: u64,
     /// By the `refresh_token` parameter of the requests, known to the server or not.
     pub refresh_tokens: BTreeMap<String, Counters>,
+    #[serde(default)]
+    pub device: DeviceCounters,
+}
+
+/// Device-flow traffic. Feedback such as `authorization_pending` is not counted in
+/// [`Counters::errors`]; an approved poll counts as a mint of the refresh token it creates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCounters {
+    /// Device authorizations started.
+    pub codes: u64,
+    /// Polls of a known device code, whatever they were answered.
+    pub polls: u64,
+    /// Polls answered `slow_down`.
+    pub slow_downs: u64,
+}
+
+/// Where a device authorization stands: what the user did at the verification URL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeviceDecision {
+    Pending,
+    Approved,
+    Denied,
+    /// The user's account lives in another data center: polls answer `other_dc` with its
+    /// location code and accounts server.
+    OtherDc {
+        location: String,
+        accounts_server: String,
+    },
+    /// The tokens were handed out; the device code is spent.
+    Redeemed,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    /// Requested with `access_type=offline`.
+    pub offline: bool,
+    pub polls: u64,
+    pub slow_downs: u64,
+    pub decision: DeviceDecision,
+}
+
+/// A device authorization handed to another instance, the user's data center, which then
+/// answers polls with the same device code as approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceTransfer {
+    pub device_code: String,
+    pub user_code: String,
+    pub client_id: String,
+    pub scope: String,
+    pub offline: bool,
+    pub expires_in_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -244,6 +343,8 @@ struct Core {
     config: FakeZohoConfig,
     state: State,
     faults: Faults,
+    /// `http://127.0.0.1:PORT` once bound, for the verification URL.
+    url: String,
 }
 
 impl Core {
@@ -348,7 +449,7 @@ impl FakeZoho {
         };
         let addr = config.listen;
         let mut zoho = Self {
-            shared: Shared(Arc::new(Mutex::new(Core { config, state, faults: Faults::default() }))),
+            shared: Shared(Arc::new(Mutex::new(Core { config, state, faults: Faults::default(), url: String::new() }))),
             addr,
             server: None,
         };
@@ -359,6 +460,8 @@ impl FakeZoho {
     fn bind(&mut self) -> io::Result<()> {
         let listener = std::net::TcpListener::bind(self.addr)?;
         self.addr = listener.local_addr()?;
+        let url = self.url();
+        self.shared.write(|core| core.url = url);
         self.server = Some(http::Server::spawn(listener, self.shared.clone())?);
         Ok(())
     }
@@ -449,6 +552,58 @@ impl FakeZoho {
 
     pub fn register_code(&self, client_id: &str, code: &str, redirect_uri: Option<&str>) {
         self.shared.write(|core| core.register_code(client_id, code, redirect_uri)).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Makes the exchange of `code` answer without a refresh token, as Zoho does for a code made
+    /// without `access_type=offline`.
+    ///
+    /// # Panics
+    /// If the code was never issued.
+    pub fn make_code_online(&self, code: &str) {
+        assert!(self.shared.write(|core| core.state.make_code_online(code)), "no code {code:?} was issued");
+    }
+
+    /// Device authorizations started here, with what became of them.
+    pub fn device_authorizations(&self) -> Vec<DeviceInfo> {
+        self.shared.read(|core| core.state.devices())
+    }
+
+    /// The user approves at the verification URL: the next poll (outside the slow-down gap) gets
+    /// the tokens.
+    pub fn approve_device(&self, user_code: &str) -> Result<(), UnknownUserCode> {
+        self.shared.write(|core| core.state.decide_device(user_code, DeviceDecision::Approved))
+    }
+
+    /// The user declines: polls answer `access_denied`.
+    pub fn deny_device(&self, user_code: &str) -> Result<(), UnknownUserCode> {
+        self.shared.write(|core| core.state.decide_device(user_code, DeviceDecision::Denied))
+    }
+
+    /// The user approves, but their account lives in the data center that `user_dc` plays: polls
+    /// here answer `other_dc` naming it, and `user_dc` answers the same device code with tokens.
+    ///
+    /// # Panics
+    /// If `user_dc` does not know the client, which is a bug in the test.
+    pub fn approve_device_in(&self, user_code: &str, user_dc: &FakeZoho) -> Result<(), UnknownUserCode> {
+        let transfer = self.shared.read(|core| core.state.device_transfer(user_code, core.now_ms()))?;
+        user_dc.import_device(&transfer);
+        let location = user_dc.config().location;
+        let decision = DeviceDecision::OtherDc { location, accounts_server: user_dc.url() };
+        self.shared.write(|core| core.state.decide_device(user_code, decision))
+    }
+
+    /// Takes over a device authorization approved in another data center; see
+    /// [`FakeZoho::approve_device_in`].
+    ///
+    /// # Panics
+    /// If the client is not registered here.
+    pub fn import_device(&self, transfer: &DeviceTransfer) {
+        self.shared
+            .write(|core| {
+                let now_ms = core.now_ms();
+                core.state.import_device(transfer, now_ms)
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// As the revoke endpoint does, without faults: a refresh token takes its

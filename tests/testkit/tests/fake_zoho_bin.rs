@@ -160,3 +160,68 @@ fn a_refresh_token_of_an_unknown_client_is_refused() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("1000.NOBODY"));
 }
+
+#[tokio::test]
+async fn device_flow_flags_and_the_test_api_work_across_two_processes() {
+    let device_flags = ["--device-interval", "2", "--device-min-poll-gap", "0", "--device-code-lifetime", "60"];
+    let us = FakeZohoProcess::spawn(&[&["--client", CLIENT][..], &device_flags].concat());
+    let eu = FakeZohoProcess::spawn(&[&["--client", CLIENT, "--location", "eu"][..], &device_flags].concat());
+    let (client_id, client_secret) = CLIENT.split_once(':').unwrap();
+    let started: Value = http()
+        .post(format!("{}/oauth/v3/device/code", us.url))
+        .form(&[
+            ("client_id", client_id),
+            ("grant_type", "device_request"),
+            ("scope", "A.READ"),
+            ("access_type", "offline"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((started["interval"].as_u64(), started["expires_in"].as_u64()), (Some(2000), Some(60_000)));
+
+    // The user's account is in "eu": the us process hands the authorization over.
+    let redirect = json!({ "user_code": started["user_code"], "accounts_server": eu.url, "location": "eu" });
+    let transfer: Value = http()
+        .post(format!("{}/_fake/device/other-dc", us.url))
+        .json(&redirect)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let imported = http().post(format!("{}/_fake/device/import", eu.url)).json(&transfer).send().await.unwrap();
+    assert_eq!(imported.status(), 204);
+
+    let poll = |url: String| {
+        let form = [
+            ("client_id", client_id.to_owned()),
+            ("client_secret", client_secret.to_owned()),
+            ("grant_type", "device_token".to_owned()),
+            ("code", started["device_code"].as_str().unwrap().to_owned()),
+        ];
+        async move {
+            http()
+                .post(format!("{url}/oauth/v3/device/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let answer = poll(us.url.clone()).await;
+    assert_eq!(answer, json!({ "error": "other_dc", "user_location": "eu", "accounts-server": eu.url }));
+    let tokens = poll(eu.url.clone()).await;
+    let refresh_token = tokens["refresh_token"].as_str().expect("tokens from the user's data center").to_owned();
+    assert_eq!(eu.get(&format!("tokens/live?token={refresh_token}")).await, json!({ "live": true }));
+
+    let stderr = us.kill() + &eu.kill();
+    assert!(!stderr.contains("SENTINEL") && !stderr.contains(&refresh_token), "{stderr}");
+}

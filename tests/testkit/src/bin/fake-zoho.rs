@@ -75,6 +75,23 @@ struct Args {
     #[arg(long, value_name = "SECS")]
     code_lifetime: Option<u64>,
 
+    /// Device flow: the `interval` devices are told to wait between polls [default: 30].
+    #[arg(long, value_name = "SECS")]
+    device_interval: Option<u64>,
+
+    /// Device flow: polls closer together than this answer `slow_down` [default: 30].
+    #[arg(long, value_name = "SECS")]
+    device_min_poll_gap: Option<u64>,
+
+    /// Device flow: how long a user has to approve [default: 300].
+    #[arg(long, value_name = "SECS")]
+    device_code_lifetime: Option<u64>,
+
+    /// This server's data center as a location code, sent as `user_location` when another
+    /// instance redirects a device here [default: us].
+    #[arg(long, value_name = "CODE")]
+    location: Option<String>,
+
     /// Keep tokens and counters in this file across restarts.
     #[arg(long, value_name = "PATH")]
     state_file: Option<PathBuf>,
@@ -120,6 +137,18 @@ impl Args {
         }
         if let Some(secs) = self.code_lifetime {
             config.code_lifetime = seconds(secs);
+        }
+        if let Some(secs) = self.device_interval {
+            config.device_poll_interval = seconds(secs);
+        }
+        if let Some(secs) = self.device_min_poll_gap {
+            config.device_min_poll_gap = seconds(secs);
+        }
+        if let Some(secs) = self.device_code_lifetime {
+            config.device_code_lifetime = seconds(secs);
+        }
+        if let Some(location) = &self.location {
+            config.location.clone_from(location);
         }
         config
     }

@@ -2,15 +2,28 @@
 //!
 //! Zoho's endpoints:
 //! - `POST /oauth/v2/token`: grants `refresh_token` and `authorization_code`.
-//!   Injected faults and latency apply here only.
+//! - `POST /oauth/v3/device/code`: starts a device authorization (`client_id`,
+//!   `grant_type=device_request`, `scope`, `access_type`) →
+//!   `{"user_code","device_code","verification_url","expires_in","interval"}`,
+//!   both durations in milliseconds.
+//! - `POST /oauth/v3/device/token` (`client_id`, `client_secret`,
+//!   `grant_type=device_token`, `code`): the tokens once approved, else HTTP 200
+//!   with `{"error": …}`: `authorization_pending`, `slow_down`, `access_denied`,
+//!   `expired`, or `other_dc` with `user_location` and `accounts-server`.
+//! - `GET /oauth/v3/device`: the verification URL, a plain-text page saying how
+//!   to approve through the test API.
 //! - `POST /oauth/v2/token/revoke?token=…` (or `token` in a form body).
+//!
+//! Injected faults and latency apply to the three `POST`s that issue tokens,
+//! not to revocation or the verification page.
 //!
 //! The test API, JSON in and out; a 204 answers a change that returns nothing,
 //! a 404 `{"error": …}` an unknown client or token:
 //! - `GET /_fake/health` → `ok`
 //! - `POST /_fake/clients` `{"client_id","client_secret"}` → 204
 //! - `POST /_fake/refresh-tokens` `{"client_id","refresh_token"?}` → `{"refresh_token"}`
-//! - `POST /_fake/codes` `{"client_id","code"?,"redirect_uri"?}` → `{"code"}`
+//! - `POST /_fake/codes` `{"client_id","code"?,"redirect_uri"?,"offline"?}` →
+//!   `{"code"}`; `"offline": false` makes its exchange yield no refresh token
 //! - `POST /_fake/revoke?token=…` → `{"revoked":bool}`, bypassing faults
 //! - `GET /_fake/tokens/live?token=…` → `{"live":bool}`
 //! - `GET /_fake/tokens/info?token=…` → `TokenInfo`
@@ -20,6 +33,13 @@
 //!   `DELETE /_fake/faults` → 204, clearing the latency too
 //! - `PUT /_fake/faults/latency` `{"ms"}` → 204
 //! - `POST /_fake/clock/advance` `{"ms"}` → `{"now_ms"}`
+//! - `GET /_fake/device` → `[DeviceInfo]`, by user code
+//! - `POST /_fake/device/approve` `{"user_code"}` → 204; `POST /_fake/device/deny`
+//!   `{"user_code"}` → 204
+//! - `POST /_fake/device/other-dc` `{"user_code","accounts_server","location"}` →
+//!   `DeviceTransfer`: polls here answer `other_dc`; post the transfer to the
+//!   other instance's `POST /_fake/device/import` (→ 204), which then answers them
+//!   with tokens
 
 use std::convert::Infallible;
 use std::fmt;
@@ -39,8 +59,8 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::oneshot;
 
-use super::state::{Outcome, TokenRequest, new_token};
-use super::{FakeZohoConfig, Fault, FaultRule, Faults, Shared};
+use super::state::{DeviceCodeIssued, Outcome, TokenRequest, new_token};
+use super::{Core, DeviceDecision, DeviceTransfer, FakeZohoConfig, Fault, FaultRule, Faults, Shared};
 
 const JSON: &str = "application/json;charset=UTF-8";
 
@@ -88,6 +108,9 @@ fn router(shared: Shared) -> Router {
     Router::new()
         .route("/oauth/v2/token", post(token))
         .route("/oauth/v2/token/revoke", post(revoke))
+        .route("/oauth/v3/device/code", post(device_code))
+        .route("/oauth/v3/device/token", post(device_token))
+        .route("/oauth/v3/device", get(verification_page))
         .route("/_fake/health", get(|| async { "ok" }))
         .route("/_fake/clients", post(add_client))
         .route("/_fake/refresh-tokens", post(add_refresh_token))
@@ -101,6 +124,11 @@ fn router(shared: Shared) -> Router {
         .route("/_fake/faults", get(faults).post(add_fault).delete(clear_faults))
         .route("/_fake/faults/latency", put(set_latency))
         .route("/_fake/clock/advance", post(advance_clock))
+        .route("/_fake/device", get(device_authorizations))
+        .route("/_fake/device/approve", post(approve_device))
+        .route("/_fake/device/deny", post(deny_device))
+        .route("/_fake/device/other-dc", post(redirect_device))
+        .route("/_fake/device/import", post(import_device))
         .with_state(shared)
 }
 
@@ -158,9 +186,15 @@ fn fault_label(fault: &Fault) -> &'static str {
     }
 }
 
-async fn token(State(shared): State<Shared>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
-    let request = TokenRequest::from_pairs(params(query.as_deref(), &headers, &body));
-    let refresh_token = request.refresh_token.as_deref();
+/// Counts the request and applies latency and faults around `handle`, which runs under the lock.
+/// A fault that applies before processing answers instead of it; one that applies after
+/// processing lets it happen (it may mint) and answers in its place, like a lost response.
+async fn with_faults(
+    shared: &Shared,
+    refresh_token: Option<&str>,
+    log_faulted: impl FnOnce(&FaultRule),
+    handle: impl FnOnce(&mut Core, Option<&FaultRule>) -> Response,
+) -> Response {
     let (latency, fault) = shared.write(|core| {
         core.state.count_request(refresh_token);
         let fault = core.faults.take();
@@ -173,25 +207,117 @@ async fn token(State(shared): State<Shared>, RawQuery(query): RawQuery, headers:
         tokio::time::sleep(latency).await;
     }
     if let Some(rule) = fault.as_ref().filter(|rule| !rule.after_processing) {
-        log_token_request(&request, "-", Some(rule));
+        log_faulted(rule);
         return fault_response(&rule.fault).await;
     }
-
-    let response = shared.write(|core| {
-        let now_ms = core.now_ms();
-        let outcome = core.state.token_request(&core.config, now_ms, &request);
-        let label = match &outcome {
-            Outcome::Issued(_) => "issued",
-            Outcome::Throttled => "throttled",
-            Outcome::Error(code) => code,
-        };
-        log_token_request(&request, label, fault.as_ref());
-        token_response(&core.config, outcome)
-    });
+    let response = shared.write(|core| handle(core, fault.as_ref()));
     match fault {
         Some(rule) => fault_response(&rule.fault).await,
         None => response,
     }
+}
+
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Issued(_) => "issued",
+        Outcome::Throttled => "throttled",
+        Outcome::Error(code) => code,
+        Outcome::OtherDc { .. } => "other_dc",
+    }
+}
+
+async fn token(State(shared): State<Shared>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
+    let request = TokenRequest::from_pairs(params(query.as_deref(), &headers, &body));
+    with_faults(
+        &shared,
+        request.refresh_token.as_deref(),
+        |rule| log_token_request(&request, "-", Some(rule)),
+        |core, fault| {
+            let now_ms = core.now_ms();
+            let outcome = core.state.token_request(&core.config, now_ms, &request);
+            log_token_request(&request, outcome_label(&outcome), fault);
+            token_response(&core.config, outcome)
+        },
+    )
+    .await
+}
+
+async fn device_code(
+    State(shared): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = TokenRequest::from_pairs(params(query.as_deref(), &headers, &body));
+    with_faults(
+        &shared,
+        None,
+        |rule| log_token_request(&request, "-", Some(rule)),
+        |core, fault| {
+            let now_ms = core.now_ms();
+            match core.state.device_code(&core.config, now_ms, &request) {
+                Ok(issued) => {
+                    log_token_request(&request, "device_code", fault);
+                    device_code_response(&core.url, issued)
+                }
+                Err(code) => {
+                    log_token_request(&request, code, fault);
+                    json_response(StatusCode::OK, &json!({ "error": code }))
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// Field order as in Zoho's documentation; both durations in milliseconds, as its older
+/// device-flow page states them.
+#[derive(Serialize)]
+struct DeviceCodeBody<'a> {
+    user_code: &'a str,
+    device_code: &'a str,
+    verification_url: String,
+    expires_in: u64,
+    interval: u64,
+}
+
+fn device_code_response(base_url: &str, issued: DeviceCodeIssued) -> Response {
+    json_response(
+        StatusCode::OK,
+        &DeviceCodeBody {
+            user_code: &issued.user_code,
+            device_code: &issued.device_code,
+            verification_url: format!("{base_url}/oauth/v3/device"),
+            expires_in: issued.expires_in_ms,
+            interval: issued.interval_ms,
+        },
+    )
+}
+
+async fn device_token(
+    State(shared): State<Shared>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = TokenRequest::from_pairs(params(query.as_deref(), &headers, &body));
+    with_faults(
+        &shared,
+        None,
+        |rule| log_token_request(&request, "-", Some(rule)),
+        |core, fault| {
+            let now_ms = core.now_ms();
+            let outcome = core.state.device_token(&core.config, now_ms, &request);
+            log_token_request(&request, outcome_label(&outcome), fault);
+            token_response(&core.config, outcome)
+        },
+    )
+    .await
+}
+
+async fn verification_page() -> &'static str {
+    "fake-zoho: this stands for Zoho's device verification page. Approve a user code with\n\
+     POST /_fake/device/approve {\"user_code\": \"...\"} (or /_fake/device/deny).\n"
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
@@ -243,6 +369,10 @@ fn token_response(config: &FakeZohoConfig, outcome: Outcome) -> Response {
             )
         }
         Outcome::Error(code) => json_response(StatusCode::OK, &json!({ "error": code })),
+        Outcome::OtherDc { location, accounts_server } => json_response(
+            StatusCode::OK,
+            &json!({ "user_location": location, "error": "other_dc", "accounts-server": accounts_server }),
+        ),
         Outcome::Throttled => {
             let body = if config.localized_throttle {
                 ThrottleBody {
@@ -350,11 +480,21 @@ struct NewCode {
     client_id: String,
     code: Option<String>,
     redirect_uri: Option<String>,
+    /// False makes a code whose exchange yields no refresh token.
+    #[serde(default)]
+    offline: Option<bool>,
 }
 
 async fn add_code(State(shared): State<Shared>, Json(new): Json<NewCode>) -> Response {
     let code = new.code.unwrap_or_else(new_token);
-    match shared.write(|core| core.register_code(&new.client_id, &code, new.redirect_uri.as_deref())) {
+    let registered: Result<(), super::UnknownClient> = shared.write(|core| {
+        core.register_code(&new.client_id, &code, new.redirect_uri.as_deref())?;
+        if new.offline == Some(false) {
+            core.state.make_code_online(&code);
+        }
+        Ok(())
+    });
+    match registered {
         Ok(()) => Json(json!({ "code": code })).into_response(),
         Err(error) => not_found(error),
     }
@@ -429,4 +569,58 @@ async fn advance_clock(State(shared): State<Shared>, Json(by): Json<Millis>) -> 
     let clock = shared.read(|core| core.config.clock.clone());
     clock.advance(Duration::from_millis(by.ms));
     Json(json!({ "now_ms": clock.now_ms() }))
+}
+
+async fn device_authorizations(State(shared): State<Shared>) -> Response {
+    Json(shared.read(|core| core.state.devices())).into_response()
+}
+
+#[derive(Deserialize)]
+struct UserCode {
+    user_code: String,
+}
+
+fn decide(shared: &Shared, user_code: &str, decision: DeviceDecision) -> Response {
+    match shared.write(|core| core.state.decide_device(user_code, decision)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => not_found(error),
+    }
+}
+
+async fn approve_device(State(shared): State<Shared>, Json(code): Json<UserCode>) -> Response {
+    decide(&shared, &code.user_code, DeviceDecision::Approved)
+}
+
+async fn deny_device(State(shared): State<Shared>, Json(code): Json<UserCode>) -> Response {
+    decide(&shared, &code.user_code, DeviceDecision::Denied)
+}
+
+#[derive(Deserialize)]
+struct Redirect {
+    user_code: String,
+    accounts_server: String,
+    location: String,
+}
+
+async fn redirect_device(State(shared): State<Shared>, Json(redirect): Json<Redirect>) -> Response {
+    let result = shared.write(|core| {
+        let transfer = core.state.device_transfer(&redirect.user_code, core.now_ms())?;
+        let decision =
+            DeviceDecision::OtherDc { location: redirect.location.clone(), accounts_server: redirect.accounts_server };
+        core.state.decide_device(&redirect.user_code, decision).map(|()| transfer)
+    });
+    match result {
+        Ok(transfer) => Json(transfer).into_response(),
+        Err(error) => not_found(error),
+    }
+}
+
+async fn import_device(State(shared): State<Shared>, Json(transfer): Json<DeviceTransfer>) -> Response {
+    match shared.write(|core| {
+        let now_ms = core.now_ms();
+        core.state.import_device(&transfer, now_ms)
+    }) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(error) => not_found(error),
+    }
 }

@@ -7,7 +7,10 @@ use std::fmt::Write as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 
-use super::{Counters, FakeZohoConfig, Stats, TokenInfo, TokenKind, TokenStatus};
+use super::{
+    Counters, DeviceCounters, DeviceDecision, DeviceInfo, DeviceTransfer, FakeZohoConfig, Stats, TokenInfo, TokenKind,
+    TokenStatus,
+};
 
 /// The parameters of a token request, merged from the query string and the body.
 #[derive(Debug, Default)]
@@ -18,6 +21,8 @@ pub(crate) struct TokenRequest {
     pub refresh_token: Option<String>,
     pub code: Option<String>,
     pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub access_type: Option<String>,
 }
 
 impl TokenRequest {
@@ -33,6 +38,8 @@ impl TokenRequest {
                 "refresh_token" => &mut request.refresh_token,
                 "code" => &mut request.code,
                 "redirect_uri" => &mut request.redirect_uri,
+                "scope" => &mut request.scope,
+                "access_type" => &mut request.access_type,
                 _ => continue,
             };
             if !value.is_empty() {
@@ -49,7 +56,24 @@ pub(crate) enum Outcome {
     /// A Zoho error code, answered as `{"error": code}` with HTTP 200.
     Error(&'static str),
     Throttled,
+    /// The device flow's `other_dc`: the user approved in another data center.
+    OtherDc {
+        location: String,
+        accounts_server: String,
+    },
 }
+
+/// A device-flow initiation, as the device code endpoint answers it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct DeviceCodeIssued {
+    pub device_code: String,
+    pub user_code: String,
+    pub interval_ms: u64,
+    pub expires_in_ms: u64,
+}
+
+/// The device-flow feedback codes: answers to a poll that are not failures of the request.
+const DEVICE_FEEDBACK: [&str; 4] = ["authorization_pending", "slow_down", "access_denied", "expired"];
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Issued {
@@ -72,6 +96,17 @@ impl std::fmt::Display for UnknownClient {
 
 impl std::error::Error for UnknownClient {}
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownUserCode(pub String);
+
+impl std::fmt::Display for UnknownUserCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "no device authorization awaits the user code {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownUserCode {}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct State {
     /// client id -> client secret
@@ -84,6 +119,26 @@ pub(crate) struct State {
     /// see how often a revoked token was still tried.
     per_refresh_token: BTreeMap<String, Counters>,
     revocations: u64,
+    /// By device code. Defaulted, so state files written before the device flow still load.
+    #[serde(default)]
+    devices: HashMap<String, Device>,
+    #[serde(default)]
+    device_counters: DeviceCounters,
+}
+
+/// One device authorization, from the initiation request until its tokens are handed out.
+#[derive(Debug, Serialize, Deserialize)]
+struct Device {
+    client_id: String,
+    scope: String,
+    user_code: String,
+    /// `access_type=offline`: the approval yields a refresh token.
+    offline: bool,
+    expires_at_ms: u64,
+    last_poll_ms: Option<u64>,
+    polls: u64,
+    slow_downs: u64,
+    decision: DeviceDecision,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,6 +185,14 @@ struct Code {
     scope: String,
     expires_at_ms: u64,
     used: bool,
+    /// Made with `access_type=offline`, so that its exchange yields a refresh token. Defaulted for
+    /// state files written before codes could be made without.
+    #[serde(default = "offline_by_default")]
+    offline: bool,
+}
+
+fn offline_by_default() -> bool {
+    true
 }
 
 /// Shaped like Zoho's tokens: `1000.<32 hex>.<32 hex>`.
@@ -144,6 +207,15 @@ pub(crate) fn new_token() -> String {
         let _ = write!(token, "{byte:02x}");
     }
     token
+}
+
+/// Eight characters from an alphabet without look-alikes (0/O, 1/I), as a user would type them.
+/// Zoho's own format is not documented.
+fn new_user_code() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 8];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }
 
 impl State {
@@ -194,9 +266,16 @@ impl State {
                 scope: scope.to_owned(),
                 expires_at_ms: now_ms + cfg.code_lifetime.as_millis() as u64,
                 used: false,
+                offline: true,
             },
         );
         Ok(())
+    }
+
+    /// Makes a code's exchange answer without a refresh token, as Zoho does for a code made with
+    /// `access_type=online`. False for an unknown code.
+    pub fn make_code_online(&mut self, code: &str) -> bool {
+        self.codes.get_mut(code).map(|code| code.offline = false).is_some()
     }
 
     /// Counts a request on arrival, before faults or latency can swallow it.
@@ -225,9 +304,202 @@ impl State {
         match &outcome {
             Outcome::Issued(issued) => self.count(Some(&issued.refresh_token), |c| c.mints += 1),
             Outcome::Throttled => self.count(request.refresh_token.as_deref(), |c| c.throttled += 1),
-            Outcome::Error(_) => self.count(request.refresh_token.as_deref(), |c| c.errors += 1),
+            Outcome::Error(_) | Outcome::OtherDc { .. } => {
+                self.count(request.refresh_token.as_deref(), |c| c.errors += 1)
+            }
         }
         outcome
+    }
+
+    /// `POST /oauth/v3/device/code`: starts a device authorization.
+    pub fn device_code(
+        &mut self,
+        cfg: &FakeZohoConfig,
+        now_ms: u64,
+        request: &TokenRequest,
+    ) -> Result<DeviceCodeIssued, &'static str> {
+        let result = self.start_device(cfg, now_ms, request);
+        match &result {
+            Ok(_) => self.device_counters.codes += 1,
+            Err(_) => self.count(None, |c| c.errors += 1),
+        }
+        result
+    }
+
+    fn start_device(
+        &mut self,
+        cfg: &FakeZohoConfig,
+        now_ms: u64,
+        request: &TokenRequest,
+    ) -> Result<DeviceCodeIssued, &'static str> {
+        match request.grant_type.as_deref() {
+            Some("device_request") => {}
+            Some(_) => return Err("unsupported_grant_type"),
+            None => return Err("invalid_request"),
+        }
+        let (Some(client_id), Some(scope)) = (&request.client_id, &request.scope) else {
+            return Err("invalid_request");
+        };
+        if !self.clients.contains_key(client_id) {
+            return Err("invalid_client");
+        }
+        let device_code = new_token();
+        let user_code = new_user_code();
+        let expires_in_ms = cfg.device_code_lifetime.as_millis() as u64;
+        self.devices.insert(
+            device_code.clone(),
+            Device {
+                client_id: client_id.clone(),
+                scope: scope.clone(),
+                user_code: user_code.clone(),
+                offline: request.access_type.as_deref() == Some("offline"),
+                expires_at_ms: now_ms + expires_in_ms,
+                last_poll_ms: None,
+                polls: 0,
+                slow_downs: 0,
+                decision: DeviceDecision::Pending,
+            },
+        );
+        Ok(DeviceCodeIssued {
+            device_code,
+            user_code,
+            interval_ms: cfg.device_poll_interval.as_millis() as u64,
+            expires_in_ms,
+        })
+    }
+
+    /// `POST /oauth/v3/device/token`: one poll for a device authorization's outcome.
+    pub fn device_token(&mut self, cfg: &FakeZohoConfig, now_ms: u64, request: &TokenRequest) -> Outcome {
+        let outcome = self.poll_device(cfg, now_ms, request);
+        match &outcome {
+            Outcome::Issued(issued) => self.count(Some(&issued.refresh_token), |c| c.mints += 1),
+            Outcome::Error(code) if DEVICE_FEEDBACK.contains(code) => {}
+            Outcome::OtherDc { .. } => {}
+            Outcome::Error(_) => self.count(None, |c| c.errors += 1),
+            Outcome::Throttled => self.count(None, |c| c.throttled += 1),
+        }
+        outcome
+    }
+
+    fn poll_device(&mut self, cfg: &FakeZohoConfig, now_ms: u64, request: &TokenRequest) -> Outcome {
+        match request.grant_type.as_deref() {
+            Some("device_token") => {}
+            Some(_) => return Outcome::Error("unsupported_grant_type"),
+            None => return Outcome::Error("invalid_request"),
+        }
+        let Some(device_code) = &request.code else {
+            return Outcome::Error("invalid_request");
+        };
+        if let Err(error) = self.authenticate(request) {
+            return Outcome::Error(error);
+        }
+        let Some(device) =
+            self.devices.get_mut(device_code).filter(|device| Some(&device.client_id) == request.client_id.as_ref())
+        else {
+            return Outcome::Error("invalid_code");
+        };
+        self.device_counters.polls += 1;
+        device.polls += 1;
+        if device.decision == DeviceDecision::Redeemed {
+            return Outcome::Error("invalid_code");
+        }
+        if now_ms >= device.expires_at_ms {
+            return Outcome::Error("expired");
+        }
+        // Zoho: "Two polling requests have come within 30 seconds." Every poll counts, a
+        // slowed-down one too, so a client that keeps hammering stays slowed down.
+        let gap_ms = cfg.device_min_poll_gap.as_millis() as u64;
+        let too_soon = device.last_poll_ms.is_some_and(|last| now_ms.saturating_sub(last) < gap_ms);
+        device.last_poll_ms = Some(now_ms);
+        if too_soon {
+            device.slow_downs += 1;
+            self.device_counters.slow_downs += 1;
+            return Outcome::Error("slow_down");
+        }
+        match device.decision.clone() {
+            DeviceDecision::Pending => Outcome::Error("authorization_pending"),
+            DeviceDecision::Denied => Outcome::Error("access_denied"),
+            DeviceDecision::OtherDc { location, accounts_server } => Outcome::OtherDc { location, accounts_server },
+            DeviceDecision::Redeemed => Outcome::Error("invalid_code"),
+            DeviceDecision::Approved => {
+                device.decision = DeviceDecision::Redeemed;
+                let (client_id, scope, offline) = (device.client_id.clone(), device.scope.clone(), device.offline);
+                let refresh_token = new_token();
+                self.register_refresh_token(&client_id, &refresh_token, &scope)
+                    .expect("the device's client is registered");
+                self.mint(cfg, now_ms, &refresh_token, offline)
+            }
+        }
+    }
+
+    /// What the user does at the verification URL. Fails for an unknown user code or one whose
+    /// tokens were already handed out.
+    pub fn decide_device(&mut self, user_code: &str, decision: DeviceDecision) -> Result<(), UnknownUserCode> {
+        let device = self
+            .devices
+            .values_mut()
+            .find(|device| device.user_code == user_code && device.decision != DeviceDecision::Redeemed)
+            .ok_or_else(|| UnknownUserCode(user_code.to_owned()))?;
+        device.decision = decision;
+        Ok(())
+    }
+
+    /// What another data center needs to know to answer the polls of this authorization.
+    pub fn device_transfer(&self, user_code: &str, now_ms: u64) -> Result<DeviceTransfer, UnknownUserCode> {
+        self.devices
+            .iter()
+            .find(|(_, device)| device.user_code == user_code && device.decision != DeviceDecision::Redeemed)
+            .map(|(device_code, device)| DeviceTransfer {
+                device_code: device_code.clone(),
+                user_code: device.user_code.clone(),
+                client_id: device.client_id.clone(),
+                scope: device.scope.clone(),
+                offline: device.offline,
+                expires_in_ms: device.expires_at_ms.saturating_sub(now_ms),
+            })
+            .ok_or_else(|| UnknownUserCode(user_code.to_owned()))
+    }
+
+    /// Takes over an authorization that the user approved while the device asked another data
+    /// center: polls here with the same device code get the tokens.
+    pub fn import_device(&mut self, transfer: &DeviceTransfer, now_ms: u64) -> Result<(), UnknownClient> {
+        if !self.clients.contains_key(&transfer.client_id) {
+            return Err(UnknownClient(transfer.client_id.clone()));
+        }
+        self.devices.insert(
+            transfer.device_code.clone(),
+            Device {
+                client_id: transfer.client_id.clone(),
+                scope: transfer.scope.clone(),
+                user_code: transfer.user_code.clone(),
+                offline: transfer.offline,
+                expires_at_ms: now_ms + transfer.expires_in_ms,
+                last_poll_ms: None,
+                polls: 0,
+                slow_downs: 0,
+                decision: DeviceDecision::Approved,
+            },
+        );
+        Ok(())
+    }
+
+    /// Every device authorization, by user code.
+    pub fn devices(&self) -> Vec<DeviceInfo> {
+        let mut devices: Vec<DeviceInfo> = self
+            .devices
+            .values()
+            .map(|device| DeviceInfo {
+                user_code: device.user_code.clone(),
+                client_id: device.client_id.clone(),
+                scope: device.scope.clone(),
+                offline: device.offline,
+                polls: device.polls,
+                slow_downs: device.slow_downs,
+                decision: device.decision.clone(),
+            })
+            .collect();
+        devices.sort_by(|a, b| a.user_code.cmp(&b.user_code));
+        devices
     }
 
     fn authenticate(&self, request: &TokenRequest) -> Result<(), &'static str> {
@@ -276,10 +548,12 @@ impl State {
         if code.redirect_uri.is_some() && code.redirect_uri != request.redirect_uri {
             return Outcome::Error("invalid_redirect_uri");
         }
-        let (client_id, scope) = (code.client_id.clone(), code.scope.clone());
+        let (client_id, scope, offline) = (code.client_id.clone(), code.scope.clone(), code.offline);
+        // Without offline access Zoho keeps the grant to itself: the refresh token exists (the
+        // access token needs one to be minted from) but is never handed out.
         let refresh_token = new_token();
         self.register_refresh_token(&client_id, &refresh_token, &scope).expect("the code's client is registered");
-        self.mint(cfg, now_ms, &refresh_token, true)
+        self.mint(cfg, now_ms, &refresh_token, offline)
     }
 
     fn mint(&mut self, cfg: &FakeZohoConfig, now_ms: u64, refresh_token: &str, new_refresh_token: bool) -> Outcome {
@@ -388,13 +662,19 @@ impl State {
     }
 
     pub fn stats(&self) -> Stats {
-        Stats { totals: self.totals, revocations: self.revocations, refresh_tokens: self.per_refresh_token.clone() }
+        Stats {
+            totals: self.totals,
+            revocations: self.revocations,
+            refresh_tokens: self.per_refresh_token.clone(),
+            device: self.device_counters,
+        }
     }
 
     pub fn reset_stats(&mut self) {
         self.totals = Counters::default();
         self.per_refresh_token.clear();
         self.revocations = 0;
+        self.device_counters = DeviceCounters::default();
     }
 }
 
@@ -564,5 +844,94 @@ mod tests {
         state.register_refresh_token(CLIENT, RT, "ZohoCRM.modules.ALL").unwrap();
         assert_eq!(state.token_request(&cfg, 1, &refresh(RT)), Outcome::Throttled);
         assert_eq!(state.register_refresh_token("1000.NOPE", RT, ""), Err(UnknownClient("1000.NOPE".into())));
+    }
+
+    fn device_request(access_type: Option<&str>) -> TokenRequest {
+        TokenRequest {
+            grant_type: Some("device_request".into()),
+            client_id: Some(CLIENT.into()),
+            scope: Some("ZohoCRM.modules.ALL".into()),
+            access_type: access_type.map(Into::into),
+            ..TokenRequest::default()
+        }
+    }
+
+    fn device_poll(device_code: &str) -> TokenRequest {
+        TokenRequest {
+            grant_type: Some("device_token".into()),
+            client_id: Some(CLIENT.into()),
+            client_secret: Some(SECRET.into()),
+            code: Some(device_code.into()),
+            ..TokenRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_device_authorization_is_pending_until_approved_and_then_spent() {
+        let (mut state, cfg) = setup();
+        let issued = state.device_code(&cfg, 0, &device_request(Some("offline"))).unwrap();
+        assert_eq!((issued.interval_ms, issued.expires_in_ms), (30_000, 300_000));
+        let poll = device_poll(&issued.device_code);
+        assert_eq!(state.device_token(&cfg, 30_000, &poll), Outcome::Error("authorization_pending"));
+        state.decide_device(&issued.user_code, DeviceDecision::Approved).unwrap();
+        let minted = minted(state.device_token(&cfg, 60_000, &poll));
+        assert!(minted.new_refresh_token, "access_type=offline hands out the refresh token");
+        assert!(state.is_live(&minted.refresh_token, 60_000));
+        assert_eq!(state.device_token(&cfg, 90_000, &poll), Outcome::Error("invalid_code"), "spent");
+        assert!(state.decide_device(&issued.user_code, DeviceDecision::Denied).is_err());
+        let counters = state.stats().device;
+        assert_eq!((counters.codes, counters.polls, counters.slow_downs), (1, 3, 0));
+    }
+
+    #[test]
+    fn polls_within_the_gap_slow_down_and_every_poll_restarts_it() {
+        let (mut state, cfg) = setup();
+        let issued = state.device_code(&cfg, 0, &device_request(Some("offline"))).unwrap();
+        let poll = device_poll(&issued.device_code);
+        assert_eq!(state.device_token(&cfg, 1_000, &poll), Outcome::Error("authorization_pending"));
+        assert_eq!(state.device_token(&cfg, 30_999, &poll), Outcome::Error("slow_down"));
+        assert_eq!(
+            state.device_token(&cfg, 60_000, &poll),
+            Outcome::Error("slow_down"),
+            "30 s after the last poll only"
+        );
+        assert_eq!(state.device_token(&cfg, 90_999, &poll), Outcome::Error("authorization_pending"));
+        assert_eq!(state.stats().device.slow_downs, 2);
+    }
+
+    #[test]
+    fn a_device_authorization_expires_and_denial_is_reported() {
+        let (mut state, cfg) = setup();
+        let first = state.device_code(&cfg, 0, &device_request(Some("offline"))).unwrap();
+        assert_eq!(state.device_token(&cfg, 300_000, &device_poll(&first.device_code)), Outcome::Error("expired"));
+        let second = state.device_code(&cfg, 0, &device_request(Some("offline"))).unwrap();
+        state.decide_device(&second.user_code, DeviceDecision::Denied).unwrap();
+        assert_eq!(state.device_token(&cfg, 1, &device_poll(&second.device_code)), Outcome::Error("access_denied"));
+        assert_eq!(state.device_token(&cfg, 2, &device_poll("1000.unknown")), Outcome::Error("invalid_code"));
+    }
+
+    #[test]
+    fn without_offline_access_no_refresh_token_is_handed_out() {
+        let (mut state, cfg) = setup();
+        let issued = state.device_code(&cfg, 0, &device_request(None)).unwrap();
+        state.decide_device(&issued.user_code, DeviceDecision::Approved).unwrap();
+        assert!(!minted(state.device_token(&cfg, 1, &device_poll(&issued.device_code))).new_refresh_token);
+    }
+
+    #[test]
+    fn device_requests_check_their_parameters() {
+        let (mut state, cfg) = setup();
+        let bad = [
+            (TokenRequest { grant_type: None, ..device_request(None) }, "invalid_request"),
+            (TokenRequest { grant_type: Some("device".into()), ..device_request(None) }, "unsupported_grant_type"),
+            (TokenRequest { scope: None, ..device_request(None) }, "invalid_request"),
+            (TokenRequest { client_id: Some("1000.NOPE".into()), ..device_request(None) }, "invalid_client"),
+        ];
+        for (request, code) in bad {
+            assert_eq!(state.device_code(&cfg, 0, &request), Err(code), "{request:?}");
+        }
+        let issued = state.device_code(&cfg, 0, &device_request(None)).unwrap();
+        let wrong_secret = TokenRequest { client_secret: Some("wrong".into()), ..device_poll(&issued.device_code) };
+        assert_eq!(state.device_token(&cfg, 0, &wrong_secret), Outcome::Error("invalid_client_secret"));
     }
 }
