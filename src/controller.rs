@@ -26,14 +26,15 @@ use crate::{
     credentials::{self, Credential},
     error::{Error, Problem},
     metrics::{ConnectionLabels, Metrics},
-    mint::{MintCoordinator, MintFailure},
+    mint::{Exchanged, MintCoordinator, MintFailure},
     policy::{self, Decision, Facts, Why},
+    revoke,
     schedule::{self, PERMANENT_RECHECK},
     status::{self, Report},
     targets::{Targets, Written},
     template,
     watch::{SecretReaders, WatchErrorLog},
-    zoho::{AccountsUrl, IssuedToken},
+    zoho::{AccountsUrl, Credentials, IssuedToken},
 };
 
 /// How often a ClusterZohoConnection looks again at namespaces where its Secret's name is taken.
@@ -50,6 +51,8 @@ pub struct Context {
     /// Every namespace, for the selectors of ClusterZohoConnections; `None` unless the operator
     /// watches all namespaces.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// The namespaces the operator watches; `[None]` for all.
+    pub scope: Vec<Option<String>>,
     /// Which connections read which Secrets.
     pub readers: SecretReaders,
     pub watch_errors: WatchErrorLog,
@@ -64,9 +67,11 @@ impl Context {
         metrics: Arc<Metrics>,
         recorder: Recorder,
         cluster_resource_namespace: String,
+        scope: Vec<Option<String>>,
         namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     ) -> Self {
         Self {
+            scope,
             client,
             coordinator,
             metrics,
@@ -86,11 +91,16 @@ impl Context {
 }
 
 /// Credentials that can be sent, where to, and what follows from them.
+#[derive(Clone)]
 struct Usable {
     accounts: AccountsUrl,
     credential: Credential,
     fingerprint: String,
     refresh_before: Option<Duration>,
+    /// Where the credentials Secret is, and its resourceVersion: a grant code's refresh token is
+    /// written back only into the Secret the code was read from.
+    secret_namespace: String,
+    secret_version: String,
 }
 
 /// Everything a reconcile reads before deciding.
@@ -110,12 +120,22 @@ struct Outcome {
 
 pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let connection = connection.as_ref();
+    if connection.meta().deletion_timestamp.is_some() {
+        return revoke::finalize(connection, &ctx).await;
+    }
+    revoke::sync_finalizer(connection, &ctx).await?;
     if !K::NAMESPACED && !namespaces_known(&ctx) {
         // An empty list of namespaces would look like "select none" and remove every Secret.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let now = Timestamp::now();
-    let inputs = read(connection, &ctx).await?;
+    let mut inputs = read(connection, &ctx).await?;
+    if let Ok(usable) = &inputs.usable
+        && let Some(exchanged) = ctx.coordinator.pending_exchange(&usable.fingerprint)
+    {
+        // A grant code was exchanged, but its refresh token is not in the Secret yet.
+        inputs.usable = Ok(write_back(connection, &ctx, usable, exchanged).await?.0);
+    }
     let fingerprint = inputs.usable.as_ref().map(|usable| usable.fingerprint.as_str());
     let shared = fingerprint.map(|fp| ctx.coordinator.view(fp)).unwrap_or_default();
     let previous = connection.common_status().cloned().unwrap_or_default();
@@ -180,6 +200,8 @@ async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Er
                 accounts,
                 credential,
                 refresh_before,
+                secret_version: secret.and_then(|s| s.metadata.resource_version).unwrap_or_default(),
+                secret_namespace: namespace.clone(),
             })
         }
     };
@@ -236,14 +258,18 @@ async fn act<K: Connection>(
 ) -> Result<Outcome, Error> {
     let usable_token = inputs.targets.usable(report.now).cloned();
     match decision {
-        Decision::Serve { token, refresh_at } => serve(connection, ctx, inputs, report, token, refresh_at, None).await,
+        Decision::Serve { token, refresh_at } => {
+            let usable = inputs.usable.as_ref().expect("the policy serves only with usable credentials");
+            serve(connection, ctx, inputs, usable, report, token, refresh_at, None).await
+        }
         Decision::Mint { forced } => {
             let usable = inputs.usable.as_ref().expect("the policy mints only with usable credentials");
-            match mint(ctx, usable, forced, report.now).await {
-                Ok(token) => {
+            match mint(connection, ctx, usable, forced, report.now).await? {
+                Ok((token, exchanged)) => {
+                    let usable = exchanged.as_ref().unwrap_or(usable);
                     let refresh_at = schedule::refresh_at(token.issued_at, token.expires_at, usable.refresh_before);
                     let handled = if forced { refresh_request(connection) } else { None };
-                    serve(connection, ctx, inputs, report, token, refresh_at, handled).await
+                    serve(connection, ctx, inputs, usable, report, token, refresh_at, handled).await
                 }
                 Err(problem) => Ok(failed(report, inputs, &problem, usable_token.as_ref())),
             }
@@ -283,17 +309,18 @@ fn failed(report: &Report, inputs: &Inputs, problem: &Problem, usable: Option<&I
     Outcome { status, written: inputs.targets.owned_namespaces(), next, failure: Some(problem.reason()) }
 }
 
-/// Writes `token` to the targets and reports it.
+/// Writes `token`, minted with the `usable` credentials, to the targets and reports it.
+#[allow(clippy::too_many_arguments)]
 async fn serve<K: Connection>(
     connection: &K,
     ctx: &Context,
     inputs: &Inputs,
+    usable: &Usable,
     report: &Report<'_>,
     token: IssuedToken,
     refresh_at: Timestamp,
     handled_request: Option<&str>,
 ) -> Result<Outcome, Error> {
-    let usable = inputs.usable.as_ref().expect("the policy serves only with usable credentials");
     let token = with_api_domain(token, connection);
     let rendered = match render(connection, &token) {
         Ok(rendered) => rendered,
@@ -339,31 +366,88 @@ fn with_api_domain<K: Connection>(mut token: IssuedToken, connection: &K) -> Iss
     token
 }
 
-/// Asks the coordinator for a new token.
-async fn mint(ctx: &Context, usable: &Usable, forced: bool, now: Timestamp) -> Result<IssuedToken, Problem> {
+/// Asks the coordinator for a new token. A grant code is exchanged and its refresh token written
+/// back first; the credentials the token then belongs to come with it.
+async fn mint<K: Connection>(
+    connection: &K,
+    ctx: &Context,
+    usable: &Usable,
+    forced: bool,
+    now: Timestamp,
+) -> Result<Result<(IssuedToken, Option<Usable>), Problem>, Error> {
+    let problem = |failure| match failure {
+        MintFailure::Deferred(deferral) => Problem::Deferred(deferral),
+        MintFailure::Zoho(err) => Problem::Zoho(err),
+    };
     match &usable.credential {
         Credential::Refresh(credentials) => {
             let still_fresh = |token: &IssuedToken| {
                 !forced && now < schedule::refresh_at(token.issued_at, token.expires_at, usable.refresh_before)
             };
             let obtained =
-                ctx.coordinator.obtain(&usable.accounts, credentials, &usable.fingerprint, still_fresh).await.map_err(
-                    |failure| match failure {
-                        MintFailure::Deferred(deferral) => Problem::Deferred(deferral),
-                        MintFailure::Zoho(err) => Problem::Zoho(err),
-                    },
-                )?;
+                match ctx.coordinator.obtain(&usable.accounts, credentials, &usable.fingerprint, still_fresh).await {
+                    Ok(obtained) => obtained,
+                    Err(failure) => return Ok(Err(problem(failure))),
+                };
             if obtained.minted {
                 info!(expires_at = %schedule::format_time(obtained.token.expires_at), forced, "minted a new access token");
             } else {
                 debug!("reusing the token another connection minted for this credential");
             }
-            Ok(obtained.token)
+            Ok(Ok((obtained.token, None)))
         }
-        Credential::GrantCode(_) => Err(Problem::Zoho(crate::zoho::ZohoError::Rejected {
-            code: "grant codes are exchanged by a later version".to_string(),
-        })),
+        Credential::GrantCode(grant) => {
+            let exchanged = match ctx.coordinator.exchange(&usable.accounts, grant, &usable.fingerprint).await {
+                Ok(exchanged) => exchanged,
+                Err(failure) => return Ok(Err(problem(failure))),
+            };
+            let (refreshed, token) = write_back(connection, ctx, usable, exchanged).await?;
+            Ok(Ok((token, Some(refreshed))))
+        }
     }
+}
+
+/// Writes the refresh token a grant code was exchanged for into the credentials Secret, in place
+/// of the code. The exchange's access token is served: Zoho minted it already. Until this
+/// succeeds, the coordinator holds the exchange, and a failed write is retried from memory.
+async fn write_back<K: Connection>(
+    connection: &K,
+    ctx: &Context,
+    usable: &Usable,
+    exchanged: Exchanged,
+) -> Result<(Usable, IssuedToken), Error> {
+    let Exchanged { exchange: exchanged, at: exchanged_at } = exchanged;
+    let Credential::GrantCode(grant) = &usable.credential else {
+        unreachable!("only a grant code is exchanged");
+    };
+    let source = &connection.source().credentials;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &usable.secret_namespace);
+    credentials::write_back(&secrets, source, &usable.secret_version, &exchanged.refresh_token).await?;
+    info!(
+        secret = %source.secret_ref.name,
+        window_ms = exchanged_at.elapsed().as_millis(),
+        "wrote the refresh token a grant code was exchanged for back into the credentials Secret"
+    );
+    let credential = Credential::Refresh(Credentials {
+        client_id: grant.client_id.clone(),
+        client_secret: grant.client_secret.clone(),
+        refresh_token: exchanged.refresh_token,
+    });
+    let fingerprint = credential.fingerprint(&usable.accounts);
+    ctx.coordinator.written_back(&usable.fingerprint, &fingerprint, &exchanged.token);
+    let note = format!(
+        "exchanged the grant code in Secret {:?} for a refresh token, stored under key {:?}; the code was removed",
+        source.secret_ref.name, source.refresh_token_key
+    );
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "GrantCodeExchanged".into(),
+        note: Some(note),
+        action: "Bootstrap".into(),
+        secondary: None,
+    };
+    publish(ctx, connection, event).await;
+    Ok((Usable { credential, fingerprint, ..usable.clone() }, exchanged.token))
 }
 
 /// Measured from the current time, not the reconcile's start: a timer set from an earlier instant

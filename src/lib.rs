@@ -12,6 +12,7 @@ pub mod leader;
 pub mod metrics;
 pub mod mint;
 pub mod policy;
+pub mod revoke;
 pub mod schedule;
 pub mod secret;
 pub mod status;
@@ -130,12 +131,15 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     };
     let cluster_resource_namespace =
         cluster_resource_namespace.unwrap_or_else(|| client.default_namespace().to_string());
+    let scope: Vec<Option<String>> =
+        if watch_namespaces.is_empty() { vec![None] } else { watch_namespaces.iter().cloned().map(Some).collect() };
     let ctx = Arc::new(Context::new(
         client.clone(),
         coordinator,
         metrics.clone(),
         recorder,
         cluster_resource_namespace,
+        scope.clone(),
         namespaces,
     ));
     ready.store(true, Ordering::Relaxed);
@@ -162,10 +166,8 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         }
     }
 
-    let namespaces: Vec<Option<String>> =
-        if watch_namespaces.is_empty() { vec![None] } else { watch_namespaces.into_iter().map(Some).collect() };
     let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> =
-        namespaces.into_iter().map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed()).collect();
+        scope.into_iter().map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed()).collect();
     if let Some(namespace_events) = namespace_events {
         controllers.push(watch::cluster_zoho_connections(ctx.clone(), namespace_events, shutdown.clone()).boxed());
     }

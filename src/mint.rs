@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use crate::{
     metrics::Metrics,
     schedule::{self, format_time},
-    zoho::{AccountsClient, AccountsUrl, Credentials, FailureClass, IssuedToken, ZohoError},
+    zoho::{AccountsClient, AccountsUrl, CodeExchange, Credentials, FailureClass, GrantCode, IssuedToken, ZohoError},
 };
 
 /// How many tokens one credential may mint within `window`.
@@ -94,7 +94,11 @@ pub struct CredentialView {
 /// Whether the credential may ask Zoho for a new token at `now`.
 pub fn admit(view: &CredentialView, budget: MintBudget, now: Timestamp) -> Result<(), Deferral> {
     if let Some((error, at)) = &view.rejected {
-        let until = *at + schedule::retry_delay(FailureClass::Permanent, 1, 0.0);
+        // A grant code works once: once refused, it is never sent again.
+        let until = match error {
+            ZohoError::GrantCodeInvalid => Timestamp::MAX,
+            _ => *at + schedule::retry_delay(FailureClass::Permanent, 1, 0.0),
+        };
         if now < until {
             return Err(Deferral::Rejected { error: error.clone(), until });
         }
@@ -116,6 +120,14 @@ pub fn admit(view: &CredentialView, budget: MintBudget, now: Timestamp) -> Resul
     Ok(())
 }
 
+/// A grant code's exchange, and when Zoho answered it: the refresh token it holds exists only
+/// in memory until it is written back.
+#[derive(Clone, Debug)]
+pub struct Exchanged {
+    pub exchange: CodeExchange,
+    pub at: std::time::Instant,
+}
+
 /// A token obtained for a connection.
 #[derive(Clone, Debug)]
 pub struct Obtained {
@@ -134,6 +146,9 @@ pub enum MintFailure {
 
 struct Credential {
     view: Mutex<CredentialView>,
+    /// For a grant code: what Zoho gave for it, until the refresh token is safely written back.
+    /// The code cannot be exchanged twice, so this memory is all there is to retry the write with.
+    exchanged: Mutex<Option<Exchanged>>,
     /// Held while a request for this credential is in flight, so that connections sharing it
     /// cause one mint, not many.
     minting: tokio::sync::Mutex<()>,
@@ -165,7 +180,13 @@ impl MintCoordinator {
     fn credential(&self, fingerprint: &str) -> Arc<Credential> {
         let mut all = self.credentials.lock().expect("never poisoned");
         all.entry(fingerprint.to_string())
-            .or_insert_with(|| Arc::new(Credential { view: Mutex::default(), minting: tokio::sync::Mutex::new(()) }))
+            .or_insert_with(|| {
+                Arc::new(Credential {
+                    view: Mutex::default(),
+                    exchanged: Mutex::default(),
+                    minting: tokio::sync::Mutex::new(()),
+                })
+            })
             .clone()
     }
 
@@ -208,6 +229,58 @@ impl MintCoordinator {
                 || admit(&view, budget, now).is_err()
                 || view.recent_mints.back().is_some_and(|at| *at > now - budget.window)
         });
+    }
+
+    /// Trades a grant code for a refresh token, once: the answer is kept until
+    /// [`MintCoordinator::written_back`] says the refresh token is safe, and returned again to
+    /// whoever asks meanwhile. A refusal is remembered for good.
+    pub async fn exchange(
+        &self,
+        accounts: &AccountsUrl,
+        grant: &GrantCode,
+        fingerprint: &str,
+    ) -> Result<Exchanged, MintFailure> {
+        let credential = self.credential(fingerprint);
+        let _minting = credential.minting.lock().await;
+        if let Some(exchanged) = credential.exchanged.lock().expect("never poisoned").clone() {
+            return Ok(exchanged);
+        }
+        let now = Timestamp::now();
+        admit(&credential.view.lock().expect("never poisoned"), self.budget, now).map_err(MintFailure::Deferred)?;
+        let started = std::time::Instant::now();
+        let result = self.client.exchange_code(accounts, grant).await;
+        self.metrics.observe_mint(result.as_ref().err().map(ZohoError::class), started.elapsed());
+        match result {
+            Ok(exchange) => {
+                let exchanged = Exchanged { exchange, at: std::time::Instant::now() };
+                *credential.exchanged.lock().expect("never poisoned") = Some(exchanged.clone());
+                Ok(exchanged)
+            }
+            Err(err) => {
+                let mut view = credential.view.lock().expect("never poisoned");
+                match err.class() {
+                    FailureClass::Throttled => view.throttled_until = Some(now + schedule::THROTTLE_WINDOW),
+                    FailureClass::Permanent => view.rejected = Some((err.clone(), now)),
+                    FailureClass::Transient => {}
+                }
+                Err(MintFailure::Zoho(err))
+            }
+        }
+    }
+
+    /// A grant code's exchange that still waits for its refresh token to be written back.
+    pub fn pending_exchange(&self, code_fingerprint: &str) -> Option<Exchanged> {
+        self.credential(code_fingerprint).exchanged.lock().expect("never poisoned").clone()
+    }
+
+    /// The refresh token from the exchange of `code_fingerprint` is in the credentials Secret now,
+    /// as the credential `fingerprint`: its access token counts as that credential's first mint.
+    pub fn written_back(&self, code_fingerprint: &str, fingerprint: &str, token: &IssuedToken) {
+        *self.credential(code_fingerprint).exchanged.lock().expect("never poisoned") = None;
+        let credential = self.credential(fingerprint);
+        let mut view = credential.view.lock().expect("never poisoned");
+        view.recent_mints.push_back(token.issued_at);
+        view.latest = Some(token.clone());
     }
 
     /// Returns a token for the credential that `accept` takes: the one most recently minted for it

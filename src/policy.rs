@@ -112,6 +112,9 @@ pub fn refresh_requested(facts: &Facts) -> bool {
 fn recorded_wait(facts: &Facts, fingerprint: &str) -> Option<Timestamp> {
     let status = facts.status;
     let reason = status.ready_condition()?.reason.as_str();
+    if reason == GRANT_CODE_INVALID && status.credentials_fingerprint.as_deref() == Some(fingerprint) {
+        return Some(Timestamp::MAX);
+    }
     // A status can also describe a token served with a problem, such as a foreign Secret in one
     // namespace; that is no wait.
     let is_wait = status.failed_attempts > 0 || matches!(reason, mint::THROTTLED | mint::BUDGET_EXHAUSTED);
@@ -119,9 +122,6 @@ fn recorded_wait(facts: &Facts, fingerprint: &str) -> Option<Timestamp> {
         && status.observed_generation == facts.generation;
     if reason == TOKEN_ISSUED || !is_wait || !same_inputs {
         return None;
-    }
-    if reason == GRANT_CODE_INVALID {
-        return Some(Timestamp::MAX);
     }
     status.next_refresh_time.as_ref().map(|t| t.0).filter(|until| facts.now < *until)
 }
@@ -427,6 +427,15 @@ mod tests {
         fn a_refused_grant_code_is_never_sent_again() {
             let row = Row { now: 10_000, status: status(false, GRANT_CODE_INVALID, None, 1), ..Row::default() };
             assert_eq!(waits(&row.decide()).map(|(until, ..)| until), Some(Timestamp::MAX));
+            // Not even after a spec change, nor by a connection that only saw another's refusal.
+            let row = Row { generation: 2, status: status(false, GRANT_CODE_INVALID, None, 0), ..Row::default() };
+            assert_eq!(waits(&row.decide()).map(|(until, ..)| until), Some(Timestamp::MAX));
+            let shared =
+                CredentialView { rejected: Some((ZohoError::GrantCodeInvalid, at(-120))), ..CredentialView::default() };
+            assert_eq!(
+                waits(&Row { shared, ..Row::default() }.decide()).map(|(until, ..)| until),
+                Some(Timestamp::MAX)
+            );
         }
 
         #[test]

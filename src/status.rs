@@ -254,13 +254,14 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_grant_code_is_never_retried() {
+    fn a_refused_grant_code_records_no_retry() {
         let previous = ConnectionStatus::default();
         let problem = Problem::Zoho(ZohoError::Rejected { code: "x".into() });
         assert!(report(&previous, 0).problem(&problem, None).1.is_some(), "a plain rejection is rechecked");
-        let grant = status(false, GRANT_CODE_INVALID, None, 1);
-        let waiting = report(&grant, 5).waiting(None, Timestamp::MAX);
-        assert_eq!(waiting, grant);
+        let (refused, retry_at) = report(&previous, 0).problem(&Problem::Zoho(ZohoError::GrantCodeInvalid), None);
+        assert_eq!((retry_at, refused.failed_attempts), (None, 1));
+        assert_eq!(ready(&refused), (FALSE.into(), GRANT_CODE_INVALID.into()));
+        assert_eq!(report(&refused, 5).waiting(None, Timestamp::MAX), refused, "and nothing changes while it waits");
     }
 
     trait LastTransition {

@@ -14,8 +14,8 @@
 //!   to approve through the test API.
 //! - `POST /oauth/v2/token/revoke?token=…` (or `token` in a form body).
 //!
-//! Injected faults and latency apply to the three `POST`s that issue tokens,
-//! not to revocation or the verification page.
+//! Injected faults and latency apply to the three `POST`s that issue tokens
+//! and to revocation, not to the verification page.
 //!
 //! The test API, JSON in and out; a 204 answers a change that returns nothing,
 //! a 404 `{"error": …}` an unknown client or token:
@@ -436,14 +436,22 @@ fn huge_body(bytes: u64) -> Body {
 async fn revoke(State(shared): State<Shared>, RawQuery(query): RawQuery, headers: HeaderMap, body: Bytes) -> Response {
     let pairs = params(query.as_deref(), &headers, &body);
     let token =
-        pairs.iter().rev().find(|(key, value)| key == "token" && !value.is_empty()).map(|(_, value)| value.as_str());
-    let revoked = token.is_some_and(|token| shared.write(|core| core.revoke(token)));
-    tracing::info!(token = %Fingerprint(token), revoked, "revoke request");
-    if revoked {
-        json_response(StatusCode::OK, &json!({ "status": "success" }))
-    } else {
-        json_response(StatusCode::BAD_REQUEST, &json!({ "status": "failure", "error": "invalid_token" }))
-    }
+        pairs.iter().rev().find(|(key, value)| key == "token" && !value.is_empty()).map(|(_, value)| value.to_owned());
+    with_faults(
+        &shared,
+        None,
+        |rule| tracing::info!(token = %Fingerprint(token.as_deref()), fault = fault_label(&rule.fault), "revoke request"),
+        |core, _fault| {
+            let revoked = token.as_deref().is_some_and(|token| core.revoke(token));
+            tracing::info!(token = %Fingerprint(token.as_deref()), revoked, "revoke request");
+            if revoked {
+                json_response(StatusCode::OK, &json!({ "status": "success" }))
+            } else {
+                json_response(StatusCode::BAD_REQUEST, &json!({ "status": "failure", "error": "invalid_token" }))
+            }
+        },
+    )
+    .await
 }
 
 fn not_found(error: impl fmt::Display) -> Response {
