@@ -7,6 +7,7 @@ mod faults;
 mod grant_code;
 mod leaks;
 mod lifecycle;
+mod logs;
 mod refresh;
 mod revoke;
 mod smoke;

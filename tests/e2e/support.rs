@@ -82,7 +82,7 @@ impl Operator {
         Self::spawn(cluster.kubeconfig_path(), None, fake, extra_args, &[])
     }
 
-    fn spawn(
+    pub fn spawn(
         kubeconfig: &Path,
         namespace: Option<&str>,
         fake: &FakeZoho,
