@@ -484,7 +484,9 @@ pub async fn run(
         .run(
             |connection, ctx: Arc<Context>| async move {
                 let key = ObjectRef::from_obj(connection.as_ref());
+                let started = std::time::Instant::now();
                 let result = reconcile(connection, ctx.clone()).await;
+                ctx.metrics.observe_reconcile(started.elapsed());
                 if result.is_ok() {
                     ctx.api_errors.lock().expect("never poisoned").remove(&key);
                 }

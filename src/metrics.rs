@@ -36,6 +36,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionLabels {
     pub namespace: String,
     pub name: String,
@@ -49,6 +54,7 @@ pub struct Metrics {
     mint_duration: Histogram,
     mints_deferred: Counter,
     reconciles: Counter,
+    reconcile_duration: Histogram,
     reconcile_failures: Family<ReasonLabels, Counter>,
     token_expiry: Family<ConnectionLabels, TimestampGauge>,
     next_refresh: Family<ConnectionLabels, TimestampGauge>,
@@ -65,6 +71,9 @@ impl Default for Metrics {
             mint_duration: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             mints_deferred: Counter::default(),
             reconciles: Counter::default(),
+            // A reconcile that mints waits for Zoho (up to --request-timeout, 30 s by default);
+            // one that reuses the stored token takes a few API round trips.
+            reconcile_duration: Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             reconcile_failures: Family::default(),
             token_expiry: Family::default(),
             next_refresh: Family::default(),
@@ -86,6 +95,11 @@ impl Default for Metrics {
         );
         registry.register("reconciles", "Reconciliations of ZohoConnections", metrics.reconciles.clone());
         registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconciliations of ZohoConnections",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
             "reconcile_failures",
             "Reconciliations that ended in a failure, by reason",
             metrics.reconcile_failures.clone(),
@@ -102,6 +116,11 @@ impl Default for Metrics {
         );
         registry.register("connection_ready", "Whether each connection is Ready (1) or not (0)", metrics.ready.clone());
         registry.register("leader", "Whether this replica holds the leader lease", metrics.leader.clone());
+        // Present on every replica from the start, leader or not: alerts tell a missing operator
+        // from a quiet one by its absence.
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        build_info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "The operator's version; always 1", build_info);
         Self { registry, ..metrics }
     }
 }
@@ -120,6 +139,10 @@ impl Metrics {
         };
         self.mints.get_or_create(&OutcomeLabels { outcome }).inc();
         self.mint_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn observe_reconcile(&self, elapsed: Duration) {
+        self.reconcile_duration.observe(elapsed.as_secs_f64());
     }
 
     pub fn mint_deferred(&self) {
@@ -198,5 +221,21 @@ mod tests {
         );
         metrics.retain_connections(|_| false);
         assert!(!metrics.render().contains("name=\"crm\""));
+    }
+
+    #[test]
+    fn renders_build_info_and_reconcile_durations() {
+        let metrics = Metrics::default();
+        let version = env!("CARGO_PKG_VERSION");
+        let text = metrics.render();
+        assert!(text.contains(&format!("zoho_operator_build_info{{version=\"{version}\"}} 1\n")), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_count 0\n"), "{text}");
+
+        metrics.observe_reconcile(Duration::from_millis(30));
+        metrics.observe_reconcile(Duration::from_secs(3));
+        let text = metrics.render();
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_count 2\n"), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n"), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_bucket{le=\"5.0\"} 2\n"), "{text}");
     }
 }
