@@ -9,6 +9,7 @@
 mod docs;
 mod install;
 mod monitoring;
+mod pod;
 mod rbac;
 mod render;
 
