@@ -139,6 +139,16 @@ fn run_tool(name: &str, args: &[&str], configure: impl FnOnce(&mut Command)) -> 
     command.output().unwrap_or_else(|e| panic!("run {}: {e}", binary.display()))
 }
 
+/// A Debian-packaged tool the tests need, from PATH; fails, naming the package, when missing.
+fn executable_on_path(name: &str, package: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("{name} is not on PATH; install {package}, as .ci/run does"))
+}
+
 /// Runs helm with its cache, config and data under the scratch directory.
 fn helm(scratch: &Scratch, args: &[&str]) -> Output {
     let home = scratch.path("helm-home");

@@ -30,14 +30,7 @@ fn dashboard() -> Value {
 }
 
 fn promtool(args: &[&str]) -> Output {
-    let promtool = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join("promtool"))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!("promtool is not on PATH; install Debian's prometheus package (apt-get install prometheus), as .ci/run does")
-        });
+    let promtool = executable_on_path("promtool", "Debian's prometheus package");
     Command::new(&promtool).args(args).output().unwrap_or_else(|e| panic!("run {}: {e}", promtool.display()))
 }
 

@@ -35,22 +35,25 @@ const UID: u32 = 65532;
 /// The sandbox stands in for the container runtime, as the pod's security context asks: UID and
 /// GID 65532 without supplementary groups, no capabilities (not even in the bounding set), no new
 /// privileges, a read-only root filesystem. bwrap (Debian's bubblewrap) makes the mount and PID
-/// namespaces; we are root, so it needs no user namespace. Its own `--uid` would need one, and
-/// there UID 65532 would map to root outside, so instead util-linux's setpriv, inside the
-/// sandbox, drops to UID 65532 and clears every capability set before it execs the operator, as
-/// runc does. The test reads the result from /proc rather than trusting the flags.
+/// namespaces; the test runs as root (as CI does), so it needs no user namespace. Its own
+/// `--uid` would need one, and there UID 65532 would map to root outside, so instead
+/// util-linux's setpriv, inside the sandbox, drops to UID 65532 and clears every capability set
+/// before it execs the operator, as runc does. The test reads the result from /proc rather than
+/// trusting the flags.
 ///
 /// The kubelet projects a token that expires and is bound to the pod, and rotates it: it writes
 /// a new timestamped directory and swaps the `..data` link to it in one rename. kube 5.0.0's
 /// in-cluster config reads the token file through `TokenFile` (kube-client `client/auth`): it
-/// keeps what it read for 60 s and reads the file again on the first request after 50 s (once
-/// less than 10 s of the 60 are left), so a rotated token is in use at most about 50 s after the
-/// previous read. Here the first token is bound to a Secret; after the swap that Secret is
-/// deleted, which makes the API server reject the old token, and only then does a new
-/// ZohoConnection appear. Its token can reach its Secret only through requests made with the new
-/// token, so the test cannot pass unless the operator reloaded the file.
+/// keeps what it read for 60 s, and the first request made once less than 10 s of those are
+/// left reads the file again. So the operator picks up a rotated token with its first request
+/// 50 s or more after its previous read. Here the first token is bound to a Secret; after the
+/// swap that Secret is deleted, which makes the API server reject the old token, and only then
+/// does a new ZohoConnection appear. Its token can reach its Secret only through requests made
+/// with the new token, so the test cannot pass unless the operator reloaded the file.
 #[tokio::test]
 async fn operator_runs_in_cluster_as_the_chart_pod_and_follows_token_rotation() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test sandboxes the operator with bwrap and setpriv as root");
     let bwrap = executable_on_path("bwrap", "Debian's bubblewrap package");
     let setpriv = executable_on_path("setpriv", "Debian's util-linux package");
     let cluster = shared().await;
@@ -143,15 +146,6 @@ async fn operator_runs_in_cluster_as_the_chart_pod_and_follows_token_rotation() 
     drop(operator);
     release.uninstall(&scratch, cluster);
     world.namespace.delete().await.expect("delete the namespace");
-}
-
-fn executable_on_path(name: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("{name} is not on PATH; install {package}, as .ci/run does"))
 }
 
 /// A TokenRequest token of the release's ServiceAccount, bound to a new Secret `holder`: the
