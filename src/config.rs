@@ -313,6 +313,11 @@ pub struct RunArgs {
     #[arg(long, env = "ZOHO_OPERATOR_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub leader_election_lease_duration: Duration,
 
+    /// Exchange a grant code found in a credentials Secret and write the refresh token back into
+    /// that Secret. With `false`, the operator never modifies a credentials Secret.
+    #[arg(long, env = "ZOHO_OPERATOR_GRANT_CODE_BOOTSTRAP", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub grant_code_bootstrap: bool,
+
     /// At most this many new tokens per credential within --mint-budget-window (Zoho allows 10 per 10 minutes).
     #[arg(long, env = "ZOHO_OPERATOR_MINT_BUDGET", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub mint_budget: u16,

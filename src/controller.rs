@@ -53,6 +53,8 @@ pub struct Context {
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// The namespaces the operator watches; `[None]` for all.
     pub scope: Vec<Option<String>>,
+    /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
+    pub grant_code_bootstrap: bool,
     /// Which connections read which Secrets.
     pub readers: SecretReaders,
     pub watch_errors: WatchErrorLog,
@@ -69,9 +71,11 @@ impl Context {
         cluster_resource_namespace: String,
         scope: Vec<Option<String>>,
         namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+        grant_code_bootstrap: bool,
     ) -> Self {
         Self {
             scope,
+            grant_code_bootstrap,
             client,
             coordinator,
             metrics,
@@ -162,6 +166,7 @@ pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> 
         jitter_seed: &uid,
     };
     let mut outcome = act(connection, &ctx, &inputs, decision, &report).await?;
+    inputs.targets.prune(&ctx.client).await?;
     if !K::NAMESPACED && inputs.targets.has_conflicts() {
         // Foreign Secrets elsewhere are not watched; look again soon for the names to come free.
         outcome.next = outcome.next.min(now + CONFLICT_RECHECK);
@@ -195,14 +200,21 @@ async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Er
         Ok((accounts, refresh_before)) => {
             let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
             let secret = secrets.get_opt(&source.secret_ref.name).await?;
-            credentials::from_secret(source, &namespace, secret.as_ref()).map(|credential| Usable {
-                fingerprint: credential.fingerprint(&accounts),
-                accounts,
-                credential,
-                refresh_before,
-                secret_version: secret.and_then(|s| s.metadata.resource_version).unwrap_or_default(),
-                secret_namespace: namespace.clone(),
-            })
+            credentials::from_secret(source, &namespace, secret.as_ref())
+                .and_then(|credential| match credential {
+                    Credential::GrantCode(_) if !ctx.grant_code_bootstrap => {
+                        Err(Problem::GrantCodeBootstrapDisabled { name: source.secret_ref.name.clone() })
+                    }
+                    credential => Ok(credential),
+                })
+                .map(|credential| Usable {
+                    fingerprint: credential.fingerprint(&accounts),
+                    accounts,
+                    credential,
+                    refresh_before,
+                    secret_version: secret.and_then(|s| s.metadata.resource_version).unwrap_or_default(),
+                    secret_namespace: namespace.clone(),
+                })
         }
     };
     Ok(Inputs { targets, usable })

@@ -34,6 +34,12 @@ pub enum Problem {
     #[error("credentials Secret {name:?}: the value of key {key:?} {problem}")]
     InvalidCredentialsSecret { name: String, key: String, problem: &'static str },
 
+    #[error(
+        "credentials Secret {name:?} holds a grant code, but this operator does not exchange grant codes \
+         (--grant-code-bootstrap=false); exchange it with `zoho-token-operator bootstrap grant-code` and store the refresh token instead"
+    )]
+    GrantCodeBootstrapDisabled { name: String },
+
     #[error("spec.refreshBefore: {0}")]
     InvalidRefreshBefore(String),
 
@@ -87,6 +93,7 @@ impl Problem {
             Self::CredentialsSecretNotFound { .. } => "CredentialsSecretNotFound",
             Self::CredentialsKeyMissing { .. } => "CredentialsKeyMissing",
             Self::InvalidCredentialsSecret { .. } => "InvalidCredentialsSecret",
+            Self::GrantCodeBootstrapDisabled { .. } => "GrantCodeBootstrapDisabled",
             Self::InvalidRefreshBefore(_) => "InvalidRefreshBefore",
             Self::TargetSecretNotOwned { .. } | Self::TargetSecretsNotOwned { .. } => "TargetSecretNotOwned",
             Self::NoNamespaceSelected => "NoNamespaceSelected",

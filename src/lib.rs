@@ -95,6 +95,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         leader_election_lease_duration,
         mint_budget,
         mint_budget_window,
+        grant_code_bootstrap,
         request_timeout,
         log_format: _,
     } = args;
@@ -141,6 +142,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         cluster_resource_namespace,
         scope.clone(),
         namespaces,
+        grant_code_bootstrap,
     ));
     ready.store(true, Ordering::Relaxed);
 

@@ -36,7 +36,7 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
+struct VersionLabels {
     version: &'static str,
 }
 
@@ -72,7 +72,9 @@ impl Default for Metrics {
             mint_duration: Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             mints_deferred: Counter::default(),
             reconciles: Counter::default(),
-            reconcile_duration: Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            // A reconcile that mints waits for Zoho (up to --request-timeout, 30 s by default);
+            // one that reuses the stored token takes a few API round trips.
+            reconcile_duration: Histogram::new([0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
             reconcile_failures: Family::default(),
             token_expiry: Family::default(),
             next_refresh: Family::default(),
@@ -92,13 +94,10 @@ impl Default for Metrics {
             "Token requests held back because the credential's mint budget was used up",
             metrics.mints_deferred.clone(),
         );
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
-        registry.register("build_info", "The operator's version; always 1", build_info);
         registry.register("reconciles", "Reconciliations of connections", metrics.reconciles.clone());
         registry.register(
             "reconcile_duration_seconds",
-            "Duration of reconciliations, Zoho requests included",
+            "Duration of reconciliations of connections",
             metrics.reconcile_duration.clone(),
         );
         registry.register(
@@ -118,6 +117,11 @@ impl Default for Metrics {
         );
         registry.register("connection_ready", "Whether each connection is Ready (1) or not (0)", metrics.ready.clone());
         registry.register("leader", "Whether this replica holds the leader lease", metrics.leader.clone());
+        // Present on every replica from the start, leader or not: alerts tell a missing operator
+        // from a quiet one by its absence.
+        let build_info = Family::<VersionLabels, Gauge>::default();
+        build_info.get_or_create(&VersionLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "The operator's version; always 1", build_info);
         Self { registry, ..metrics }
     }
 }
@@ -138,12 +142,12 @@ impl Metrics {
         self.mint_duration.observe(elapsed.as_secs_f64());
     }
 
-    pub fn mint_deferred(&self) {
-        self.mints_deferred.inc();
-    }
-
     pub fn observe_reconcile(&self, elapsed: Duration) {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn mint_deferred(&self) {
+        self.mints_deferred.inc();
     }
 
     pub fn reconciled(&self, failure_reason: Option<&'static str>) {
@@ -218,5 +222,21 @@ mod tests {
         );
         metrics.retain_connections(|_| false);
         assert!(!metrics.render().contains("name=\"crm\""));
+    }
+
+    #[test]
+    fn renders_build_info_and_reconcile_durations() {
+        let metrics = Metrics::default();
+        let version = env!("CARGO_PKG_VERSION");
+        let text = metrics.render();
+        assert!(text.contains(&format!("zoho_operator_build_info{{version=\"{version}\"}} 1\n")), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_count 0\n"), "{text}");
+
+        metrics.observe_reconcile(Duration::from_millis(30));
+        metrics.observe_reconcile(Duration::from_secs(3));
+        let text = metrics.render();
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_count 2\n"), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n"), "{text}");
+        assert!(text.contains("zoho_operator_reconcile_duration_seconds_bucket{le=\"5.0\"} 2\n"), "{text}");
     }
 }

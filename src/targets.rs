@@ -142,19 +142,17 @@ impl Targets {
         Problem::TargetSecretsNotOwned { name: self.name.clone(), namespaces: namespaces.join(", ") }
     }
 
-    /// The namespaces that hold the connection's Secret before anything is written.
+    /// The selected namespaces that hold the connection's Secret before anything is written.
     pub fn owned_namespaces(&self) -> Vec<String> {
         self.wanted
             .iter()
             .filter(|(_, (_, target))| matches!(target, Target::Owned { .. }))
             .map(|(namespace, _)| namespace.clone())
-            .chain(self.stale.iter().map(|secret| secret.namespace().unwrap_or_default()))
             .collect()
     }
 
-    /// Writes `token` wherever it is missing or outdated, leaves foreign Secrets alone, and removes
-    /// the connection's Secrets from namespaces it no longer selects. Unchanged Secrets are not
-    /// written again.
+    /// Writes `token` wherever it is missing or outdated, and leaves foreign Secrets alone.
+    /// Unchanged Secrets are not written again.
     pub async fn write(
         &self,
         client: &Client,
@@ -205,6 +203,12 @@ impl Targets {
         if conflicts > 0 && conflicts < self.wanted.len() {
             written.problems.push(self.conflict_problem());
         }
+        Ok(written)
+    }
+
+    /// Removes the connection's Secrets from namespaces it no longer selects, whatever else
+    /// happens to the connection: a namespace that stops matching loses the token.
+    pub async fn prune(&self, client: &Client) -> Result<(), kube::Error> {
         for stale in &self.stale {
             let namespace = stale.namespace().unwrap_or_default();
             let uid_matches = Preconditions { uid: stale.uid(), resource_version: None };
@@ -217,6 +221,6 @@ impl Targets {
                 Err(err) => return Err(err),
             }
         }
-        Ok(written)
+        Ok(())
     }
 }

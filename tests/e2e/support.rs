@@ -36,14 +36,19 @@ pub async fn install_crd(client: &Client) {
     for crd in [ZohoConnection::crd(), ClusterZohoConnection::crd()] {
         let name = crd.name_any();
         crds.patch(&name, &PatchParams::apply("e2e-tests").force(), &Patch::Apply(&crd)).await.expect("apply the CRD");
-        tokio::time::timeout(
-            Duration::from_secs(30),
-            await_condition(crds.clone(), &name, conditions::is_crd_established()),
-        )
-        .await
-        .expect("the CRD becomes established within 30s")
-        .expect("watch the CRD");
+        wait_established(&crds, &name).await;
     }
+}
+
+/// Waits until the CRD `name` is Established, so that its kind is served.
+pub async fn wait_established(crds: &Api<CustomResourceDefinition>, name: &str) {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        await_condition(crds.clone(), name, conditions::is_crd_established()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the CRD {name} becomes established within 30s"))
+    .expect("watch the CRD");
 }
 
 /// The operator binary, run as its own process, as in production.
@@ -148,6 +153,11 @@ impl Operator {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
         matches!(state, Some(s) if s != "Z" && s != "X")
+    }
+
+    /// The process started: the operator itself, or whatever wraps it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn logs(&self) -> String {

@@ -83,25 +83,57 @@ Roles (watchNamespaces). Nothing more: every rule below is used by the operator'
 */}}
 {{- define "zoho-token-operator.rules" -}}
 # list and watch feed the controller's cache. get is not called today; it reveals nothing that
-# list does not, and keeps `kubectl auth can-i get` and future direct reads working.
+# list does not, and keeps `kubectl auth can-i get` and future direct reads working. patch adds
+# and removes the finalizer of revokeOnDelete.
 - apiGroups: ["zoho-operator.dev"]
   resources: ["zohoconnections"]
-  verbs: ["get", "list", "watch"]
-# Writes status with server-side apply, which is a PATCH of the status subresource.
+  verbs: ["get", "list", "watch", "patch"]
+# Writes status with server-side apply, which is a PATCH of the status subresource. update on
+# finalizers: clusters with the OwnerReferencesPermissionEnforcement admission plugin require it to
+# set blockOwnerDeletion on the target Secret's ownerReference.
 - apiGroups: ["zoho-operator.dev"]
   resources: ["zohoconnections/status"]
   verbs: ["patch"]
+- apiGroups: ["zoho-operator.dev"]
+  resources: ["zohoconnections/finalizers"]
+  verbs: ["update"]
 # get: reads the credentials Secret and the target Secret. list and watch: a metadata-only watch
 # notices changed credentials and edited or deleted targets. patch: server-side apply of the
-# target Secret; create: that apply creates the target when it is missing. No update, no delete:
-# the target goes away with its ZohoConnection through its ownerReference.
+# target Secret, and, with bootstrap.enabled, writing a grant code's refresh token back into the
+# credentials Secret; create: the apply creates the target when it is missing. No update; delete
+# only cluster-wide, for ClusterZohoConnections.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
-# Records events on ZohoConnections; repeated events are patched into a series.
+# Records events on connections; repeated events are patched into a series.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+What ClusterZohoConnections need on top, granted only with the ClusterRole (all namespaces).
+*/}}
+{{- define "zoho-token-operator.clusterRules" -}}
+- apiGroups: ["zoho-operator.dev"]
+  resources: ["clusterzohoconnections"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["zoho-operator.dev"]
+  resources: ["clusterzohoconnections/status"]
+  verbs: ["patch"]
+- apiGroups: ["zoho-operator.dev"]
+  resources: ["clusterzohoconnections/finalizers"]
+  verbs: ["update"]
+# Which namespaces a selector matches, and when that changes.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get", "list", "watch"]
+# Only to remove the Secret from a namespace that stops matching a ClusterZohoConnection, and
+# only a Secret the operator owns: it checks the controller ownerReference and deletes with a uid
+# precondition.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["delete"]
 {{- end }}
 
 {{/*

@@ -709,6 +709,19 @@ impl TestCluster {
         write_token_kubeconfig(&self.kubeconfig, token, path)
     }
 
+    /// The PEM certificates that sign the API server's serving certificate, as a pod finds them
+    /// in its ServiceAccount's `ca.crt`.
+    pub fn certificate_authority(&self) -> Result<Vec<u8>> {
+        let cluster = current_cluster(&self.kubeconfig)?;
+        match (cluster.certificate_authority_data, cluster.certificate_authority) {
+            (Some(data), _) => BASE64.decode(data.trim()).context("decode certificate-authority-data"),
+            (None, Some(file)) => fs::read(&file).with_context(|| format!("read {file}")),
+            (None, None) => {
+                bail!("the current cluster in {} names no certificate authority", self.kubeconfig.display())
+            }
+        }
+    }
+
     /// The local control plane; fails for an existing cluster, whose processes tests cannot touch.
     pub fn control_plane(&self) -> Result<&ControlPlane> {
         self.local.as_ref().with_context(|| {
