@@ -40,21 +40,27 @@ use crate::{
 /// How often a ClusterZohoConnection looks again at namespaces where its Secret's name is taken.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 
+/// Where the operator works, and what it may do there.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    /// The namespaces the operator watches; `[None]` for all.
+    pub namespaces: Vec<Option<String>>,
+    /// Where the credentials of ClusterZohoConnections live.
+    pub cluster_resource_namespace: String,
+    /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
+    pub grant_code_bootstrap: bool,
+}
+
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub coordinator: MintCoordinator,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    /// Where the credentials of ClusterZohoConnections live.
-    pub cluster_resource_namespace: String,
+    pub scope: Scope,
     /// Every namespace, for the selectors of ClusterZohoConnections; `None` unless the operator
     /// watches all namespaces.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
-    /// The namespaces the operator watches; `[None]` for all.
-    pub scope: Vec<Option<String>>,
-    /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
-    pub grant_code_bootstrap: bool,
     /// Which connections read which Secrets.
     pub readers: SecretReaders,
     pub watch_errors: WatchErrorLog,
@@ -68,19 +74,15 @@ impl Context {
         coordinator: MintCoordinator,
         metrics: Arc<Metrics>,
         recorder: Recorder,
-        cluster_resource_namespace: String,
-        scope: Vec<Option<String>>,
+        scope: Scope,
         namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
-        grant_code_bootstrap: bool,
     ) -> Self {
         Self {
-            scope,
-            grant_code_bootstrap,
             client,
             coordinator,
             metrics,
             recorder,
-            cluster_resource_namespace,
+            scope,
             namespaces,
             readers: SecretReaders::default(),
             watch_errors: WatchErrorLog::default(),
@@ -188,7 +190,7 @@ fn namespaces_known(ctx: &Context) -> bool {
 async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Error> {
     let targets = Targets::read(connection, &ctx.client, ctx.namespaces.as_ref()).await?;
     let source = &connection.source().credentials;
-    let namespace = connection.own_namespace().unwrap_or_else(|| ctx.cluster_resource_namespace.clone());
+    let namespace = connection.own_namespace().unwrap_or_else(|| ctx.scope.cluster_resource_namespace.clone());
     // A foreign Secret under the target's name matters too: once it is gone, the name is free.
     let mut read = vec![(namespace.as_str(), source.secret_ref.name.as_str())];
     if K::NAMESPACED {
@@ -202,7 +204,7 @@ async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Er
             let secret = secrets.get_opt(&source.secret_ref.name).await?;
             credentials::from_secret(source, &namespace, secret.as_ref())
                 .and_then(|credential| match credential {
-                    Credential::GrantCode(_) if !ctx.grant_code_bootstrap => {
+                    Credential::GrantCode(_) if !ctx.scope.grant_code_bootstrap => {
                         Err(Problem::GrantCodeBootstrapDisabled { name: source.secret_ref.name.clone() })
                     }
                     credential => Ok(credential),

@@ -38,7 +38,7 @@ use tracing::{error, info};
 use crate::{
     api::{ClusterZohoConnection, ZohoConnection},
     config::RunArgs,
-    controller::Context,
+    controller::{Context, Scope},
     leader::{Leadership, LeaseSettings},
     metrics::Metrics,
     mint::{MintBudget, MintCoordinator},
@@ -132,18 +132,16 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
     };
     let cluster_resource_namespace =
         cluster_resource_namespace.unwrap_or_else(|| client.default_namespace().to_string());
-    let scope: Vec<Option<String>> =
-        if watch_namespaces.is_empty() { vec![None] } else { watch_namespaces.iter().cloned().map(Some).collect() };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        coordinator,
-        metrics.clone(),
-        recorder,
+    let scope = Scope {
+        namespaces: if watch_namespaces.is_empty() {
+            vec![None]
+        } else {
+            watch_namespaces.iter().cloned().map(Some).collect()
+        },
         cluster_resource_namespace,
-        scope.clone(),
-        namespaces,
         grant_code_bootstrap,
-    ));
+    };
+    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder, scope, namespaces));
     ready.store(true, Ordering::Relaxed);
 
     let leadership = leader_election.then(|| {
@@ -168,8 +166,13 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         }
     }
 
-    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> =
-        scope.into_iter().map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed()).collect();
+    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = ctx
+        .scope
+        .namespaces
+        .clone()
+        .into_iter()
+        .map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed())
+        .collect();
     if let Some(namespace_events) = namespace_events {
         controllers.push(watch::cluster_zoho_connections(ctx.clone(), namespace_events, shutdown.clone()).boxed());
     }

@@ -144,7 +144,7 @@ async fn revoke<K: Connection>(connection: &K, ctx: &Context, deadline: Timestam
 async fn served_elsewhere<K: Connection>(connection: &K, ctx: &Context, token: &str) -> Result<Option<String>, Error> {
     let uid = connection.uid().unwrap_or_default();
     let managed = ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    for namespace in &ctx.scope {
+    for namespace in &ctx.scope.namespaces {
         let secrets: Api<Secret> = match namespace {
             Some(namespace) => Api::namespaced(ctx.client.clone(), namespace),
             None => Api::all(ctx.client.clone()),

@@ -160,7 +160,7 @@ pub async fn cluster_zoho_connections(
             concerned::<ClusterZohoConnection>(&owned_ctx, &secret)
         })
         .watches(
-            Api::<PartialObjectMeta<Secret>>::namespaced(client, &ctx.cluster_resource_namespace),
+            Api::<PartialObjectMeta<Secret>>::namespaced(client, &ctx.scope.cluster_resource_namespace),
             WatcherConfig::default(),
             move |secret| concerned::<ClusterZohoConnection>(&readers_ctx, &secret),
         )
