@@ -1,0 +1,576 @@
+//! The figures, their targets and invariants, as JSON and as Markdown.
+
+use std::{collections::BTreeMap, fmt::Write as _, path::Path, process::Command};
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::harness::{Proc, Requests};
+
+/// The targets for 5,000 connections on this 2-core machine.
+const TARGET_CONNECTIONS: usize = 5000;
+const TARGET_ALL_READY_SECONDS: f64 = 60.0;
+const TARGET_BASELINE_RATIO: f64 = 1.3;
+const TARGET_PEAK_RSS_MB: f64 = 100.0;
+/// A promise, checked in every run: a refresh writes the Secret and the status, and no more
+/// than one thing beside them.
+const MAX_WRITES_PER_REFRESH: f64 = 3.0;
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Usage {
+    pub cpu_seconds: f64,
+    /// VmHWM: the most memory the process ever held.
+    pub peak_rss_mb: f64,
+}
+
+impl Usage {
+    pub fn of(process: &Proc) -> Self {
+        Self { cpu_seconds: round(process.cpu()), peak_rss_mb: round(process.peak_rss() as f64 / 1e6) }
+    }
+}
+
+fn round(value: f64) -> f64 {
+    crate::harness::round3(value)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColdStart {
+    pub connections: usize,
+    pub credentials: usize,
+    /// From the operator's start, every object existing before it, until the last is Ready.
+    pub all_ready_seconds: f64,
+    /// Each connection's time from the operator's start to Ready.
+    pub latency_seconds: BTreeMap<String, f64>,
+    pub operator: Usage,
+    /// CPU seconds of every process during the cold start.
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub requests_per_connection: BTreeMap<String, f64>,
+    pub requests: Requests,
+    pub zoho_requests: u64,
+    pub mints: u64,
+    pub baseline_seconds: Option<f64>,
+    pub baseline_ratio: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Restart {
+    pub connections: usize,
+    /// From the new process's start until it has reconciled every connection.
+    pub all_reconciled_seconds: f64,
+    pub zoho_requests: u64,
+    pub mints: u64,
+    pub writes: u64,
+    pub reads_per_connection: f64,
+    pub operator: Usage,
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub requests: Requests,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SteadyState {
+    pub connections: usize,
+    pub token_lifetime_seconds: u64,
+    pub period_seconds: u64,
+    pub window_seconds: f64,
+    pub refreshes: u64,
+    /// Over all connections: mints after each one's first, per period between its first and last.
+    pub mints_per_connection_per_period: f64,
+    pub connections_not_one_mint_per_period: usize,
+    pub writes_per_refresh: f64,
+    pub reads_per_refresh: f64,
+    pub operator_cpu_ms_per_refresh: f64,
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub requests: Requests,
+    /// Connections seen not Ready during the window.
+    pub lapsed: usize,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SharedCredential {
+    pub connections: usize,
+    pub cold_start_mints: u64,
+    /// Periods between the credential's first and last mint.
+    pub periods: u64,
+    pub mints_after_the_first: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Crowded {
+    pub unrelated_secrets: usize,
+    pub secret_bytes: usize,
+    pub connections: usize,
+    pub all_ready_seconds: f64,
+    pub operator: Usage,
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub requests: Requests,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FanOut {
+    pub namespaces: usize,
+    /// From the ClusterZohoConnection's creation until every namespace holds its token.
+    pub first_token_seconds: f64,
+    /// From the refresh request until every namespace holds the new token.
+    pub forced_refresh_seconds: f64,
+    pub mints: u64,
+    pub operator: Usage,
+    /// CPU seconds of every process during the forced refresh.
+    pub cpu_seconds: BTreeMap<String, f64>,
+    /// The operator's requests during the forced refresh.
+    pub requests: Requests,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Baseline {
+    pub connections: usize,
+    pub concurrency: usize,
+    pub all_ready_seconds: f64,
+    pub process: Usage,
+    pub cpu_seconds: BTreeMap<String, f64>,
+    pub requests: Requests,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BaselineTrial {
+    pub concurrency: usize,
+    pub connections: usize,
+    pub all_ready_seconds: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+    pub kube_apiserver: String,
+    pub etcd: String,
+    pub rustc: String,
+    pub git_commit: String,
+    pub date: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub profile: &'static str,
+    pub machine: Machine,
+    pub zoho_latency_ms: u64,
+    pub targets: Vec<Target>,
+    pub invariants: Vec<Target>,
+    pub cold_start: Vec<ColdStart>,
+    pub baseline_trials: Vec<BaselineTrial>,
+    pub baseline: Vec<Baseline>,
+    pub restart: Vec<Restart>,
+    pub steady_state: Option<SteadyState>,
+    pub shared_credential: Option<SharedCredential>,
+    pub crowded: Option<Crowded>,
+    pub fan_out: Option<FanOut>,
+}
+
+fn run(program: &str, args: &[&str]) -> String {
+    Command::new(program)
+        .args(args)
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().trim().to_string())
+        .unwrap_or_default()
+}
+
+pub async fn machine(_bin_dir: &Path) -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_kib: f64 = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok())
+        .unwrap_or_default();
+    let binary = |name: &str| {
+        testkit::control_plane::find_binary(name).map(|p| p.display().to_string()).unwrap_or_else(|_| name.into())
+    };
+    // The result files themselves change with every run; anything else makes the tree dirty.
+    let dirty = !run("git", &["status", "--porcelain", "--", ".", ":!BENCHMARKS.md", ":!benchmarks.json"]).is_empty();
+    Machine {
+        cpu_model,
+        cores: std::thread::available_parallelism().map_or(0, usize::from),
+        memory_gib: round(memory_kib / 1024.0 / 1024.0),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string(),
+        kube_apiserver: run(&binary("kube-apiserver"), &["--version"]),
+        etcd: run(&binary("etcd"), &["--version"]),
+        rustc: run("rustc", &["--version"]),
+        git_commit: run("git", &["rev-parse", "--short=12", "HEAD"]) + if dirty { "-dirty" } else { "" },
+        date: jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default(),
+    }
+}
+
+fn check(name: impl Into<String>, goal: &str, measured: String, met: bool) -> Target {
+    Target { name: name.into(), goal: goal.into(), measured, met }
+}
+
+impl Report {
+    pub fn new(ci: bool, machine: Machine) -> Self {
+        Self {
+            profile: if ci { "ci" } else { "full" },
+            machine,
+            zoho_latency_ms: 100,
+            targets: vec![],
+            invariants: vec![],
+            cold_start: vec![],
+            baseline_trials: vec![],
+            baseline: vec![],
+            restart: vec![],
+            steady_state: None,
+            shared_credential: None,
+            crowded: None,
+            fan_out: None,
+        }
+    }
+
+    /// Joins the cold starts with the baselines and evaluates targets and invariants.
+    pub fn finish(&mut self) {
+        for cold in &mut self.cold_start {
+            if let Some(baseline) = self.baseline.iter().find(|b| b.connections == cold.connections) {
+                cold.baseline_seconds = Some(baseline.all_ready_seconds);
+                cold.baseline_ratio = Some(round(cold.all_ready_seconds / baseline.all_ready_seconds));
+            }
+        }
+        self.targets = self.targets();
+        self.invariants = self.invariants();
+    }
+
+    fn targets(&self) -> Vec<Target> {
+        let mut targets = vec![];
+        let n = TARGET_CONNECTIONS;
+        if let Some(cold) = self.cold_start.iter().find(|c| c.connections == n) {
+            let s = cold.all_ready_seconds;
+            targets.push(check(
+                format!("{n} connections Ready after a cold start"),
+                "≤ 60 s",
+                format!("{s:.1} s"),
+                s <= TARGET_ALL_READY_SECONDS,
+            ));
+            if let Some(ratio) = cold.baseline_ratio {
+                targets.push(check(
+                    "Time to all Ready ÷ baseline",
+                    "≤ 1.3",
+                    format!("{ratio:.2}"),
+                    ratio <= TARGET_BASELINE_RATIO,
+                ));
+            }
+            let rss = cold.operator.peak_rss_mb;
+            targets.push(check(
+                format!("Peak RSS, {n} connections"),
+                "≤ 100 MB",
+                format!("{rss:.1} MB"),
+                rss <= TARGET_PEAK_RSS_MB,
+            ));
+        }
+        if let Some(crowded) = &self.crowded {
+            let rss = crowded.operator.peak_rss_mb;
+            let name = format!("Peak RSS, {} unrelated Secrets", crowded.unrelated_secrets);
+            targets.push(check(name, "≤ 100 MB", format!("{rss:.1} MB"), rss <= TARGET_PEAK_RSS_MB));
+        }
+        if let Some(steady) = self.steady_state.as_ref().filter(|s| s.connections == n) {
+            let w = steady.writes_per_refresh;
+            targets.push(check("API writes per refresh", "≤ 3", format!("{w:.2}"), w <= MAX_WRITES_PER_REFRESH));
+            let m = steady.mints_per_connection_per_period;
+            let off = steady.connections_not_one_mint_per_period;
+            targets.push(check(
+                "Mints per connection per period",
+                "exactly 1",
+                format!("{m:.3} ({off} connections otherwise)"),
+                off == 0 && m == 1.0,
+            ));
+        }
+        if let Some(restart) = self.restart.iter().find(|r| r.connections == n) {
+            let measured = format!("{} Zoho requests, {} writes", restart.zoho_requests, restart.writes);
+            targets.push(check(
+                format!("Restart with {n} Ready"),
+                "0 mints, 0 writes",
+                measured,
+                restart.zoho_requests == 0 && restart.writes == 0,
+            ));
+        }
+        targets
+    }
+
+    /// The promises every run checks, whatever the figures.
+    fn invariants(&self) -> Vec<Target> {
+        let mut checks = vec![];
+        for cold in &self.cold_start {
+            let name = format!("Cold start, {} connections: one mint per credential", cold.connections);
+            let measured = format!("{} mints for {} credentials", cold.mints, cold.credentials);
+            checks.push(check(name, "= credentials", measured, cold.mints == cold.credentials as u64));
+        }
+        for restart in &self.restart {
+            let measured = format!("{} Zoho requests, {} writes", restart.zoho_requests, restart.writes);
+            let name = format!("Restart, {} connections", restart.connections);
+            checks.push(check(
+                name,
+                "0 Zoho requests, 0 writes",
+                measured,
+                restart.zoho_requests == 0 && restart.writes == 0,
+            ));
+        }
+        if let Some(steady) = &self.steady_state {
+            let off = steady.connections_not_one_mint_per_period;
+            let m = steady.mints_per_connection_per_period;
+            checks.push(check(
+                "Steady state: mints per connection per period",
+                "exactly 1",
+                format!("{m:.3}, {off} connections otherwise"),
+                off == 0,
+            ));
+            let w = steady.writes_per_refresh;
+            checks.push(check(
+                "Steady state: API writes per refresh",
+                "≤ 3",
+                format!("{w:.2}"),
+                w <= MAX_WRITES_PER_REFRESH,
+            ));
+            checks.push(check(
+                "Steady state: connections that lost Ready",
+                "0",
+                steady.lapsed.to_string(),
+                steady.lapsed == 0,
+            ));
+        }
+        if let Some(shared) = &self.shared_credential {
+            let name = format!("Shared credential, {} connections: cold-start mints", shared.connections);
+            checks.push(check(name, "1", shared.cold_start_mints.to_string(), shared.cold_start_mints == 1));
+            if shared.periods > 0 {
+                let measured = format!("{} mints in {} periods", shared.mints_after_the_first, shared.periods);
+                checks.push(check(
+                    "Shared credential: mints per period",
+                    "1",
+                    measured,
+                    shared.mints_after_the_first == shared.periods,
+                ));
+            }
+        }
+        checks
+    }
+
+    pub fn broken_invariants(&self) -> Vec<String> {
+        self.invariants
+            .iter()
+            .filter(|c| !c.met)
+            .map(|c| format!("{}: {} (want {})", c.name, c.measured, c.goal))
+            .collect()
+    }
+
+    pub fn markdown(&mut self) -> String {
+        self.finish();
+        let m = &self.machine;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Measured on {} at commit `{}` (profile `{}`), on {} ({} cores, {:.1} GiB RAM, Linux {}); {}, {}, {}. \
+             Every token request to the fake Zoho takes {} ms.\n",
+            m.date,
+            m.git_commit,
+            self.profile,
+            m.cpu_model,
+            m.cores,
+            m.memory_gib,
+            m.kernel,
+            m.kube_apiserver,
+            m.etcd,
+            m.rustc,
+            self.zoho_latency_ms
+        );
+        if !self.targets.is_empty() {
+            out += "### Targets (5,000 connections)\n\n| Target | Goal | Measured | Met |\n| --- | --- | --- | --- |\n";
+            for t in &self.targets {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    t.name,
+                    t.goal,
+                    t.measured,
+                    if t.met { "yes" } else { "**no**" }
+                );
+            }
+            out += "\n";
+        }
+        out +=
+            "### Invariants (checked in every run)\n\n| Check | Goal | Measured | Held |\n| --- | --- | --- | --- |\n";
+        for t in &self.invariants {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                t.name,
+                t.goal,
+                t.measured,
+                if t.met { "yes" } else { "**no**" }
+            );
+        }
+        out += "\n";
+        if !self.cold_start.is_empty() {
+            out += "### Cold start\n\nEvery connection and its own credentials Secret exist before the operator starts; times run from the operator's start. \
+                    CPU is the operator's, and kube-apiserver's plus etcd's, over the same interval.\n\n\
+                    | Connections | All Ready (s) | p50 (s) | p95 (s) | p99 (s) | Baseline (s) | ÷ baseline | Operator CPU (s) | API server + etcd CPU (s) | Peak RSS (MB) | API requests / connection | API writes / connection | Zoho requests / connection |\n\
+                    | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+            for c in &self.cold_start {
+                let n = c.connections as f64;
+                let lat = |p: &str| c.latency_seconds.get(p).copied().unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                    c.connections,
+                    c.all_ready_seconds,
+                    lat("p50"),
+                    lat("p95"),
+                    lat("p99"),
+                    c.baseline_seconds.map_or("–".into(), |s| format!("{s:.1}")),
+                    c.baseline_ratio.map_or("–".into(), |r| format!("{r:.2}")),
+                    c.operator.cpu_seconds,
+                    control_plane_cpu(&c.cpu_seconds),
+                    c.operator.peak_rss_mb,
+                    c.requests.total() as f64 / n,
+                    c.requests.writes() as f64 / n,
+                    c.zoho_requests as f64 / n,
+                );
+            }
+            if let Some(largest) = self.cold_start.iter().max_by_key(|c| c.connections) {
+                let _ = writeln!(
+                    out,
+                    "\nThe operator's API requests per connection by verb, {} connections:\n",
+                    largest.connections
+                );
+                out += "| Request | Per connection |\n| --- | ---: |\n";
+                for (key, per) in &largest.requests_per_connection {
+                    let _ = writeln!(out, "| `{key}` | {per:.3} |");
+                }
+            }
+            out += "\n";
+        }
+        if !self.baseline.is_empty() || !self.baseline_trials.is_empty() {
+            out += "### Baseline\n\n`bench-baseline` makes only the writes the operator must make, one server-side apply of each connection's Secret and one of its status, built by the operator's own code.\n\n";
+            if !self.baseline_trials.is_empty() {
+                out += "| Writes at once | All Ready, 1,000 connections (s) |\n| ---: | ---: |\n";
+                for t in &self.baseline_trials {
+                    let _ = writeln!(out, "| {} | {:.2} |", t.concurrency, t.all_ready_seconds);
+                }
+                out += "\n";
+            }
+            out += "| Connections | Writes at once | All Ready (s) | Its CPU (s) | API server + etcd CPU (s) | API writes / connection |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n";
+            for b in &self.baseline {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    b.connections,
+                    b.concurrency,
+                    b.all_ready_seconds,
+                    b.process.cpu_seconds,
+                    control_plane_cpu(&b.cpu_seconds),
+                    b.requests.writes() as f64 / b.connections as f64
+                );
+            }
+            out += "\n";
+        }
+        if !self.restart.is_empty() {
+            out += "### Restart with every connection Ready\n\n| Connections | All reconciled (s) | Zoho requests | API writes | API reads / connection | Operator CPU (s) | Peak RSS (MB) |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+            for r in &self.restart {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.1} | {} | {} | {:.2} | {:.1} | {:.1} |",
+                    r.connections,
+                    r.all_reconciled_seconds,
+                    r.zoho_requests,
+                    r.writes,
+                    r.reads_per_connection,
+                    r.operator.cpu_seconds,
+                    r.operator.peak_rss_mb
+                );
+            }
+            out += "\n";
+        }
+        if let Some(s) = &self.steady_state {
+            let _ = writeln!(
+                out,
+                "### Steady state\n\n{} connections, {} s tokens refreshed every {} s, observed for {:.0} s.\n\n\
+                 | Refreshes | Mints / connection / period | Connections otherwise | API writes / refresh | API reads / refresh | Operator CPU / refresh (ms) | API server + etcd CPU (s) | Lost Ready |\n\
+                 | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n\
+                 | {} | {:.3} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {} |\n",
+                s.connections,
+                s.token_lifetime_seconds,
+                s.period_seconds,
+                s.window_seconds,
+                s.refreshes,
+                s.mints_per_connection_per_period,
+                s.connections_not_one_mint_per_period,
+                s.writes_per_refresh,
+                s.reads_per_refresh,
+                s.operator_cpu_ms_per_refresh,
+                control_plane_cpu(&s.cpu_seconds),
+                s.lapsed
+            );
+        }
+        if let Some(s) = &self.shared_credential {
+            let _ = writeln!(
+                out,
+                "### Shared credential\n\n| Connections | Cold-start mints | Periods | Mints in them |\n| ---: | ---: | ---: | ---: |\n| {} | {} | {} | {} |\n",
+                s.connections, s.cold_start_mints, s.periods, s.mints_after_the_first
+            );
+        }
+        if let Some(c) = &self.crowded {
+            let _ = writeln!(
+                out,
+                "### Crowded cluster\n\n{} unrelated Secrets of {} bytes in other namespaces.\n\n\
+                 | Connections | All Ready (s) | Operator CPU (s) | Peak RSS (MB) | API requests |\n| ---: | ---: | ---: | ---: | ---: |\n| {} | {:.1} | {:.1} | {:.1} | {} |\n",
+                c.unrelated_secrets,
+                c.secret_bytes,
+                c.connections,
+                c.all_ready_seconds,
+                c.operator.cpu_seconds,
+                c.operator.peak_rss_mb,
+                c.requests.total()
+            );
+        }
+        if let Some(f) = &self.fan_out {
+            let _ = writeln!(
+                out,
+                "### ClusterZohoConnection fan-out\n\n| Namespaces | First token everywhere (s) | New token everywhere after a forced refresh (s) | Mints | API writes for the refresh |\n| ---: | ---: | ---: | ---: | ---: |\n| {} | {:.1} | {:.1} | {} | {} |\n",
+                f.namespaces,
+                f.first_token_seconds,
+                f.forced_refresh_seconds,
+                f.mints,
+                f.requests.writes()
+            );
+        }
+        out
+    }
+}
+
+fn control_plane_cpu(cpu: &BTreeMap<String, f64>) -> f64 {
+    cpu.get("kube-apiserver").unwrap_or(&0.0) + cpu.get("etcd").unwrap_or(&0.0)
+}
+
+const BEGIN: &str = "<!-- bench:begin (scripts/bench writes everything up to bench:end) -->";
+const END: &str = "<!-- bench:end -->";
+
+/// Replaces what lies between the result markers of a Markdown file, keeping the prose around
+/// them; a file without markers gets them.
+pub fn write_between_markers(path: &Path, text: &str) -> Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let block = format!("{BEGIN}\n\n{}\n{END}", text.trim_end());
+    let updated = match (existing.find(BEGIN), existing.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!("{}{block}{}", &existing[..begin], &existing[end + END.len()..])
+        }
+        _ => format!("# Benchmarks\n\n{block}\n"),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}
