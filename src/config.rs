@@ -326,6 +326,11 @@ pub struct RunArgs {
     #[arg(long, env = "ZOHO_OPERATOR_MINT_BUDGET_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub mint_budget_window: Duration,
 
+    /// Connections reconciled at once. A reconcile that mints waits for Zoho for most of its
+    /// time, so this bounds how many mints are in flight.
+    #[arg(long, env = "ZOHO_OPERATOR_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
     /// Timeout of one token request to Zoho, connection included.
     #[arg(long, env = "ZOHO_OPERATOR_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,

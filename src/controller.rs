@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     api::{Connection, ConnectionStatus, FIELD_MANAGER, REFRESH_REQUESTED_AT_ANNOTATION},
+    cache::SecretCache,
     credentials::{self, Credential},
     error::{Error, Problem},
     metrics::{ConnectionLabels, Metrics},
@@ -49,6 +50,8 @@ pub struct Scope {
     pub cluster_resource_namespace: String,
     /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
     pub grant_code_bootstrap: bool,
+    /// How many connections are reconciled at once.
+    pub concurrency: u16,
 }
 
 /// What every reconcile shares.
@@ -61,6 +64,9 @@ pub struct Context {
     /// Every namespace, for the selectors of ClusterZohoConnections; `None` unless the operator
     /// watches all namespaces.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// The Secrets of each watched scope (a namespace, or `None` for all), as far as the watches
+    /// know them.
+    pub secrets: Vec<(Option<String>, SecretCache)>,
     /// Which connections read which Secrets.
     pub readers: SecretReaders,
     pub watch_errors: WatchErrorLog,
@@ -76,6 +82,7 @@ impl Context {
         recorder: Recorder,
         scope: Scope,
         namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+        secrets: Vec<(Option<String>, SecretCache)>,
     ) -> Self {
         Self {
             client,
@@ -84,10 +91,17 @@ impl Context {
             recorder,
             scope,
             namespaces,
+            secrets,
             readers: SecretReaders::default(),
             watch_errors: WatchErrorLog::default(),
             api_errors: Mutex::default(),
         }
+    }
+
+    /// The Secrets of `namespace` as the watches know them, once they have listed them.
+    pub fn secrets_in(&self, namespace: &str) -> Option<&SecretCache> {
+        let (_, cache) = self.secrets.iter().find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
+        cache.is_ready().then_some(cache)
     }
 
     /// Forgets the API error count of connections for which `exists` is false.
@@ -188,21 +202,26 @@ fn namespaces_known(ctx: &Context) -> bool {
 /// The two reads: the target Secrets, then, unless something already rules a request out, the
 /// credentials.
 async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Error> {
-    let targets = Targets::read(connection, &ctx.client, ctx.namespaces.as_ref()).await?;
+    let targets = Targets::read(connection, ctx).await?;
     let source = &connection.source().credentials;
     let namespace = connection.own_namespace().unwrap_or_else(|| ctx.scope.cluster_resource_namespace.clone());
     // A foreign Secret under the target's name matters too: once it is gone, the name is free.
     let mut read = vec![(namespace.as_str(), source.secret_ref.name.as_str())];
-    if K::NAMESPACED {
+    if K::NAMESPACED && targets.has_conflicts() {
         read.push((namespace.as_str(), targets.name.as_str()));
     }
     ctx.readers.record(connection, &read);
     let usable = match usable_without_credentials(connection, ctx, &targets) {
         Err(problem) => Err(problem),
         Ok((accounts, refresh_before)) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let secret = secrets.get_opt(&source.secret_ref.name).await?;
-            credentials::from_secret(source, &namespace, secret.as_ref())
+            let secret = match ctx.secrets_in(&namespace) {
+                Some(cache) => cache.credentials(&ctx.client, &namespace, &source.secret_ref.name).await?,
+                None => {
+                    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+                    secrets.get_opt(&source.secret_ref.name).await?.map(Arc::new)
+                }
+            };
+            credentials::from_secret(source, &namespace, secret.as_deref())
                 .and_then(|credential| match credential {
                     Credential::GrantCode(_) if !ctx.scope.grant_code_bootstrap => {
                         Err(Problem::GrantCodeBootstrapDisabled { name: source.secret_ref.name.clone() })
@@ -214,7 +233,7 @@ async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Er
                     accounts,
                     credential,
                     refresh_before,
-                    secret_version: secret.and_then(|s| s.metadata.resource_version).unwrap_or_default(),
+                    secret_version: secret.and_then(|s| s.metadata.resource_version.clone()).unwrap_or_default(),
                     secret_namespace: namespace.clone(),
                 })
         }
@@ -504,7 +523,10 @@ async fn write_status<K: Connection>(
     api.patch_status(&labels.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
 
     let Some(new) = new else { return Ok(()) };
-    if old.is_none_or(|old| old.status != new.status || old.reason != new.reason) {
+    // A new connection's first token is no news: the condition says it, and an event for each of
+    // thousands of new connections would be one more write each, all held in the recorder's cache.
+    let first_token = old.is_none() && new.status == crate::api::TRUE;
+    if !first_token && old.is_none_or(|old| old.status != new.status || old.reason != new.reason) {
         let event = Event {
             type_: if ready { EventType::Normal } else { EventType::Warning },
             reason: new.reason.clone(),

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod cache;
 pub mod config;
 pub mod controller;
 pub mod credentials;
@@ -96,6 +97,7 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         mint_budget,
         mint_budget_window,
         grant_code_bootstrap,
+        concurrency,
         request_timeout,
         log_format: _,
     } = args;
@@ -140,8 +142,18 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         },
         cluster_resource_namespace,
         grant_code_bootstrap,
+        concurrency,
     };
-    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder, scope, namespaces));
+    let (caches, mut writers): (Vec<_>, Vec<_>) = scope
+        .namespaces
+        .iter()
+        .map(|namespace| {
+            let (cache, writers) = cache::SecretCache::new();
+            ((namespace.clone(), cache), writers)
+        })
+        .unzip();
+    let ctx =
+        Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder, scope, namespaces, caches));
     ready.store(true, Ordering::Relaxed);
 
     let leadership = leader_election.then(|| {
@@ -171,7 +183,8 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         .namespaces
         .clone()
         .into_iter()
-        .map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed())
+        .zip(writers.drain(..))
+        .map(|(ns, secrets)| watch::zoho_connections(ctx.clone(), ns, secrets, shutdown.clone()).boxed())
         .collect();
     if let Some(namespace_events) = namespace_events {
         controllers.push(watch::cluster_zoho_connections(ctx.clone(), namespace_events, shutdown.clone()).boxed());

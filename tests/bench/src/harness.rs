@@ -256,10 +256,25 @@ pub struct Binaries {
     pub baseline: PathBuf,
 }
 
-/// Starts the operator as the chart runs it, but with the bench's own identity; `extra` adds flags.
-pub fn start_operator(bins: &Binaries, cluster: &Cluster, fake: &Fake, log: PathBuf, extra: &[String]) -> Result<Proc> {
+/// Starts the operator as the chart runs it, but with the bench's own identity; `extra` adds
+/// flags, and a non-empty `wrapper` runs it under another command, such as a profiler.
+pub fn start_operator(
+    bins: &Binaries,
+    cluster: &Cluster,
+    fake: &Fake,
+    log: PathBuf,
+    extra: &[String],
+    wrapper: &[String],
+) -> Result<Proc> {
     let port = free_port()?;
-    let mut command = Command::new(&bins.operator);
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&bins.operator);
+            command
+        }
+        None => Command::new(&bins.operator),
+    };
     command
         .arg("run")
         .args(["--allow-accounts-url", &fake.url])

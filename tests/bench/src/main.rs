@@ -37,6 +37,10 @@ struct Args {
     /// Another flag for the operator, e.g. `--operator-arg=--log-format=json` (repeatable).
     #[arg(long = "operator-arg", allow_hyphen_values = true)]
     operator_args: Vec<String>,
+    /// Runs the operator under this command, e.g. `valgrind --tool=massif` or `perf record -g --`,
+    /// to profile it (split at spaces).
+    #[arg(long)]
+    operator_wrapper: Option<String>,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -75,7 +79,8 @@ async fn main() -> Result<()> {
         );
     }
     let plan = scenarios::Plan::new(args.profile, &args.only, &args.sizes, args.baseline_concurrency);
-    let env = scenarios::Env { bins, operator_args: args.operator_args.clone() };
+    let wrapper = args.operator_wrapper.as_deref().map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default();
+    let env = scenarios::Env { bins, operator_args: args.operator_args.clone(), operator_wrapper: wrapper };
     let mut report = Report::new(args.profile == Profile::Ci, report::machine(&bin_dir).await);
     let outcome = scenarios::run(&env, &plan, &mut report).await;
     let text = report.markdown();

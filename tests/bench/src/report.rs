@@ -72,6 +72,7 @@ pub struct SteadyState {
     pub token_lifetime_seconds: u64,
     pub period_seconds: u64,
     pub window_seconds: f64,
+    /// Connections that got a new token, counted once per new token, shared ones included.
     pub refreshes: u64,
     /// Over all connections: mints after each one's first, per period between its first and last.
     pub mints_per_connection_per_period: f64,
