@@ -31,6 +31,7 @@ use crate::{
     policy::{self, Decision, Facts, Why},
     revoke,
     schedule::{self, PERMANENT_RECHECK},
+    shard::Shard,
     status::{self, Report},
     targets::{Targets, Written},
     template,
@@ -52,6 +53,8 @@ pub struct Scope {
     pub grant_code_bootstrap: bool,
     /// How many connections are reconciled at once.
     pub concurrency: u16,
+    /// The connections this process serves.
+    pub shard: Shard,
 }
 
 /// What every reconcile shares.
@@ -140,16 +143,29 @@ struct Outcome {
 
 pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let connection = connection.as_ref();
-    if connection.meta().deletion_timestamp.is_some() {
-        return revoke::finalize(connection, &ctx).await;
-    }
-    revoke::sync_finalizer(connection, &ctx).await?;
     if !K::NAMESPACED && !namespaces_known(&ctx) {
         // An empty list of namespaces would look like "select none" and remove every Secret.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let now = Timestamp::now();
     let mut inputs = read(connection, &ctx).await?;
+    // Another shard's connection: a change of its credentials (which the readers index reports)
+    // or of itself may make it this shard's.
+    let key = match &inputs.usable {
+        Ok(usable) => usable.fingerprint.clone(),
+        Err(_) => connection.uid().unwrap_or_default(),
+    };
+    if !ctx.scope.shard.serves(&key) {
+        ctx.metrics.forget_connection(&ConnectionLabels {
+            namespace: connection.namespace().unwrap_or_default(),
+            name: connection.name_any(),
+        });
+        return Ok(Action::await_change());
+    }
+    if connection.meta().deletion_timestamp.is_some() {
+        return revoke::finalize(connection, &ctx).await;
+    }
+    revoke::sync_finalizer(connection, &ctx).await?;
+    let now = Timestamp::now();
     if let Ok(usable) = &inputs.usable
         && let Some(exchanged) = ctx.coordinator.pending_exchange(&usable.fingerprint)
     {

@@ -79,7 +79,8 @@ async fn main() -> Result<()> {
         );
     }
     let plan = scenarios::Plan::new(args.profile, &args.only, &args.sizes, args.baseline_concurrency);
-    let wrapper = args.operator_wrapper.as_deref().map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default();
+    let wrapper =
+        args.operator_wrapper.as_deref().map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default();
     let env = scenarios::Env { bins, operator_args: args.operator_args.clone(), operator_wrapper: wrapper };
     let mut report = Report::new(args.profile == Profile::Ci, report::machine(&bin_dir).await);
     let outcome = scenarios::run(&env, &plan, &mut report).await;

@@ -196,8 +196,7 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
 
     let watch = ReadyWatch::start(Api::<ZohoConnection>::all(cluster.client.clone()));
     let before = Snapshot::take(&cluster, None);
-    let mut operator =
-        start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
+    let mut operator = start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
     watch.wait(total, READY_TIMEOUT, || operator.check_running()).await?;
     let latencies: Vec<f64> =
         watch.ready_at().values().map(|at| at.duration_since(operator.started).as_secs_f64()).collect();
@@ -254,7 +253,8 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
         let mints_of = |stats: &testkit::fake_zoho::Stats, token: &String| {
             stats.refresh_tokens.get(token).map_or(0, |counters| counters.mints)
         };
-        let refreshes: u64 = tokens.values().map(|token| mints_of(&stats, token) - mints_of(&stats_before, token)).sum();
+        let refreshes: u64 =
+            tokens.values().map(|token| mints_of(&stats, token) - mints_of(&stats_before, token)).sum();
         // Per credential: the mints after the first, against the periods between the first and
         // the last. A double mint adds one without a period; a missed refresh adds a period
         // without a mint.
@@ -533,8 +533,7 @@ async fn crowded(env: &Env, secrets: usize, n: usize) -> Result<Crowded> {
     populate(&cluster.client, &fake, "bench", n, false).await?;
     let watch = ReadyWatch::start(Api::<ZohoConnection>::all(cluster.client.clone()));
     let before = Snapshot::take(&cluster, None);
-    let mut operator =
-        start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
+    let mut operator = start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
     watch.wait(n, READY_TIMEOUT, || operator.check_running()).await?;
     let all_ready =
         watch.ready_at().values().map(|at| at.duration_since(operator.started).as_secs_f64()).fold(0.0, f64::max);
@@ -619,8 +618,7 @@ async fn fan_out(env: &Env, count: usize) -> Result<FanOut> {
     let namespaces: Vec<String> = (0..count).map(|i| format!("fan-{i}")).collect();
     let labels = BTreeMap::from([("bench/fan-out".to_string(), "true".to_string())]);
     create_namespaces(&cluster.client, &namespaces, &labels).await?;
-    let mut operator =
-        start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
+    let mut operator = start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
     operator.wait_ready(Duration::from_secs(60)).await?;
     let tokens = TokenWatch::start(cluster.client.clone(), "fanout-token");
     let api: Api<ClusterZohoConnection> = Api::all(cluster.client.clone());
