@@ -420,14 +420,14 @@ impl Report {
         if !self.cold_start.is_empty() {
             out += "### Cold start\n\nEvery connection and its own credentials Secret exist before the operator starts; times run from the operator's start. \
                     CPU is the operator's, and kube-apiserver's plus etcd's, over the same interval.\n\n\
-                    | Connections | All Ready (s) | p50 (s) | p95 (s) | p99 (s) | Baseline (s) | ÷ baseline | Operator CPU (s) | API server + etcd CPU (s) | Peak RSS (MB) | API requests / connection | API writes / connection | Zoho requests / connection |\n\
-                    | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
+                    | Connections | All Ready (s) | p50 (s) | p95 (s) | p99 (s) | Baseline (s) | ÷ baseline | Operator CPU (s) | API server + etcd CPU (s) | Other load (cores) | Peak RSS (MB) | API requests / connection | API writes / connection | Zoho requests / connection |\n\
+                    | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
             for c in &self.cold_start {
                 let n = c.connections as f64;
                 let lat = |p: &str| c.latency_seconds.get(p).copied().unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} | {:.2} |",
+                    "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.2} | {:.2} | {:.2} |",
                     c.connections,
                     c.all_ready_seconds,
                     lat("p50"),
@@ -437,6 +437,7 @@ impl Report {
                     c.baseline_ratio.map_or("–".into(), |r| format!("{r:.2}")),
                     c.operator.cpu_seconds,
                     control_plane_cpu(&c.cpu_seconds),
+                    other_load(&c.cpu_seconds),
                     c.operator.peak_rss_mb,
                     c.requests.total() as f64 / n,
                     c.requests.writes() as f64 / n,
@@ -465,18 +466,38 @@ impl Report {
                 }
                 out += "\n";
             }
-            out += "| Connections | Writes at once | All Ready (s) | Its CPU (s) | API server + etcd CPU (s) | API writes / connection |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n";
+            out += "| Connections | Writes at once | All Ready (s) | Its CPU (s) | API server + etcd CPU (s) | Other load (cores) | API writes / connection |\n| ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n";
             for b in &self.baseline {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} |",
+                    "| {} | {} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
                     b.connections,
                     b.concurrency,
                     b.all_ready_seconds,
                     b.process.cpu_seconds,
                     control_plane_cpu(&b.cpu_seconds),
+                    // The baseline process itself counts here: it is not one of the measured ones.
+                    other_load(&b.cpu_seconds),
                     b.requests.writes() as f64 / b.connections as f64
                 );
+            }
+            out += "\n";
+        }
+        if let Some((cold, baseline)) = self
+            .cold_start
+            .iter()
+            .max_by_key(|c| c.connections)
+            .and_then(|cold| Some((cold, self.baseline.iter().find(|b| b.connections == cold.connections)?)))
+        {
+            let _ = writeln!(
+                out,
+                "Where the CPU went, {} connections (seconds; \"rest of the machine\" is the fake Zoho, the baseline process and anyone else's work):\n\n\
+                 | Process | Operator's cold start | Baseline |\n| --- | ---: | ---: |",
+                cold.connections
+            );
+            for (name, seconds) in &cold.cpu_seconds {
+                let other = baseline.cpu_seconds.get(name).copied().unwrap_or_default();
+                let _ = writeln!(out, "| {name} | {seconds:.1} | {other:.1} |");
             }
             out += "\n";
         }
@@ -552,6 +573,12 @@ impl Report {
         }
         out
     }
+}
+
+/// How many cores the processes outside the measurement kept busy on average.
+fn other_load(cpu: &BTreeMap<String, f64>) -> f64 {
+    let wall = cpu.get("wall clock").copied().unwrap_or_default();
+    if wall == 0.0 { 0.0 } else { cpu.get("rest of the machine").unwrap_or(&0.0) / wall }
 }
 
 fn control_plane_cpu(cpu: &BTreeMap<String, f64>) -> f64 {
