@@ -344,6 +344,10 @@ impl Fake {
         Ok(self.http.get(format!("{}/_fake/stats", self.url)).send().await?.error_for_status()?.json().await?)
     }
 
+    pub fn cpu(&self) -> f64 {
+        self.proc.cpu()
+    }
+
     pub async fn stop(self) -> Result<()> {
         self.proc.terminate().await
     }

@@ -31,6 +31,9 @@ struct Args {
     /// The connection counts of the cold-start and baseline scenarios.
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<usize>,
+    /// How often each size's baseline and cold start run, in pairs; the targets use medians.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Skip tuning the baseline and write this many connections at once.
     #[arg(long)]
     baseline_concurrency: Option<usize>,
@@ -78,7 +81,7 @@ async fn main() -> Result<()> {
             binary.display()
         );
     }
-    let plan = scenarios::Plan::new(args.profile, &args.only, &args.sizes, args.baseline_concurrency);
+    let plan = scenarios::Plan::new(args.profile, &args.only, &args.sizes, args.repeats, args.baseline_concurrency);
     let wrapper =
         args.operator_wrapper.as_deref().map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default();
     let env = scenarios::Env { bins, operator_args: args.operator_args.clone(), operator_wrapper: wrapper };

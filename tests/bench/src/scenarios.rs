@@ -50,6 +50,9 @@ pub struct Env {
 pub struct Plan {
     cold_sizes: Vec<usize>,
     baseline_sizes: Vec<usize>,
+    /// How often each size's baseline and cold start run, one right after the other, so that
+    /// both meet the same background load, and medians can be taken.
+    repeats: usize,
     baseline_concurrency: Option<usize>,
     steady: Option<(usize, u32)>,
     shared: Option<(usize, u32)>,
@@ -59,13 +62,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(profile: Profile, only: &[String], sizes: &[usize], baseline_concurrency: Option<usize>) -> Self {
+    pub fn new(
+        profile: Profile,
+        only: &[String],
+        sizes: &[usize],
+        repeats: usize,
+        baseline_concurrency: Option<usize>,
+    ) -> Self {
         let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
         let sizes = if sizes.is_empty() { vec![100, 1000, 5000] } else { sizes.to_vec() };
         match profile {
             Profile::Full => Self {
                 cold_sizes: if wanted("cold-start") { sizes.clone() } else { vec![] },
                 baseline_sizes: if wanted("baseline") { sizes } else { vec![] },
+                repeats: repeats.max(1),
                 baseline_concurrency,
                 steady: wanted("steady-state").then_some((5000, 3)),
                 shared: wanted("shared-credential").then_some((1000, 2)),
@@ -76,6 +86,7 @@ impl Plan {
             Profile::Ci => Self {
                 cold_sizes: vec![],
                 baseline_sizes: vec![],
+                repeats: 1,
                 baseline_concurrency,
                 steady: None,
                 shared: None,
@@ -99,30 +110,40 @@ pub async fn run(env: &Env, plan: &Plan, report: &mut Report) -> Result<()> {
         report.shared_credential = outcome.shared;
         return Ok(());
     }
-    if !plan.baseline_sizes.is_empty() {
-        let concurrency = match plan.baseline_concurrency {
-            Some(concurrency) => concurrency,
-            None => {
-                let trials = tune_baseline(env, 1000, &[8, 16, 32, 64, 128]).await?;
-                let best = trials
-                    .iter()
-                    .min_by(|a, b| a.all_ready_seconds.total_cmp(&b.all_ready_seconds))
-                    .map(|t| t.concurrency);
-                report.baseline_trials = trials;
-                best.unwrap_or(32)
-            }
-        };
-        for &n in &plan.baseline_sizes {
-            eprintln!("== baseline, {n} connections, {concurrency} at once");
-            report.baseline.push(baseline(env, n, concurrency).await?);
+    let concurrency = match (plan.baseline_concurrency, plan.baseline_sizes.is_empty()) {
+        (Some(concurrency), _) => concurrency,
+        (None, true) => 0,
+        (None, false) => {
+            let trials = tune_baseline(env, 1000, &[8, 16, 32, 64, 128]).await?;
+            let best = trials.iter().min_by(|a, b| a.all_ready_seconds.total_cmp(&b.all_ready_seconds));
+            let best = best.map_or(32, |trial| trial.concurrency);
+            report.baseline_trials = trials;
+            best
         }
-    }
-    for &n in &plan.cold_sizes {
-        eprintln!("== cold start and restart, {n} connections");
-        let options = Lifecycle { distinct: n, shared: 0, lifetime: LONG_LIFETIME, restart: true, periods: 0 };
-        let outcome = lifecycle(env, &options).await?;
-        report.cold_start.push(outcome.cold);
-        report.restart.extend(outcome.restart);
+    };
+    let sizes: BTreeSet<usize> = plan.cold_sizes.iter().chain(&plan.baseline_sizes).copied().collect();
+    for n in sizes {
+        for run in 1..=plan.repeats {
+            let baseline_seconds = match plan.baseline_sizes.contains(&n) {
+                true => {
+                    eprintln!("== baseline, {n} connections, {concurrency} at once (run {run})");
+                    let result = baseline(env, n, concurrency).await?;
+                    let seconds = result.all_ready_seconds;
+                    report.baseline.push(result);
+                    Some(seconds)
+                }
+                false => None,
+            };
+            if plan.cold_sizes.contains(&n) {
+                eprintln!("== cold start and restart, {n} connections (run {run})");
+                let options = Lifecycle { distinct: n, shared: 0, lifetime: LONG_LIFETIME, restart: true, periods: 0 };
+                let mut outcome = lifecycle(env, &options).await?;
+                outcome.cold.baseline_seconds = baseline_seconds;
+                outcome.cold.baseline_ratio = baseline_seconds.map(|b| round3(outcome.cold.all_ready_seconds / b));
+                report.cold_start.push(outcome.cold);
+                report.restart.extend(outcome.restart);
+            }
+        }
     }
     if let Some((n, periods)) = plan.steady {
         eprintln!("== steady state, {n} connections, {periods} periods");
@@ -195,14 +216,14 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
     eprintln!("   created {total} connections in {:.1}s", creation.as_secs_f64());
 
     let watch = ReadyWatch::start(Api::<ZohoConnection>::all(cluster.client.clone()));
-    let before = Snapshot::take(&cluster, None);
+    let before = Snapshot::take(&cluster, &fake, None);
     let mut operator = start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
     watch.wait(total, READY_TIMEOUT, || operator.check_running()).await?;
     let latencies: Vec<f64> =
         watch.ready_at().values().map(|at| at.duration_since(operator.started).as_secs_f64()).collect();
     let all_ready = latencies.iter().copied().fold(0.0, f64::max);
     cluster.audit.settle(Duration::from_secs(2), Duration::from_secs(60)).await;
-    let after = Snapshot::take(&cluster, Some(&operator));
+    let after = Snapshot::take(&cluster, &fake, Some(&operator));
     let stats = fake.stats().await?;
     let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
     let shared_cold_mints = shared_token.as_ref().map(|token| stats.refresh_tokens.get(token).map_or(0, |c| c.mints));
@@ -236,7 +257,7 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
         let period = period_of(options.lifetime);
         let stats_before = fake.stats().await?;
         let lapsed_before = watch.lapsed();
-        let before = Snapshot::take(&cluster, Some(&operator));
+        let before = Snapshot::take(&cluster, &fake, Some(&operator));
         let window = period * options.periods + Duration::from_secs(5);
         eprintln!("   observing {} periods of {}s", options.periods, period.as_secs());
         let deadline = Instant::now() + window;
@@ -245,7 +266,7 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         cluster.audit.settle(Duration::from_secs(1), Duration::from_secs(10)).await;
-        let after = Snapshot::take(&cluster, Some(&operator));
+        let after = Snapshot::take(&cluster, &fake, Some(&operator));
         let stats = fake.stats().await?;
         let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
         // A refresh is a connection getting a new token: one mint of a shared credential
@@ -327,17 +348,19 @@ struct Snapshot {
     at: Instant,
     audit: crate::harness::Mark,
     operator_cpu: f64,
+    fake_cpu: f64,
     control_plane: BTreeMap<String, f64>,
     driver: f64,
     machine: f64,
 }
 
 impl Snapshot {
-    fn take(cluster: &Cluster, operator: Option<&Proc>) -> Self {
+    fn take(cluster: &Cluster, fake: &Fake, operator: Option<&Proc>) -> Self {
         Self {
             at: Instant::now(),
             audit: cluster.audit.mark(),
             operator_cpu: operator.map_or(0.0, Proc::cpu),
+            fake_cpu: fake.cpu(),
             control_plane: cluster.control_plane_cpu(),
             driver: own_cpu_seconds(),
             machine: machine_busy_seconds(),
@@ -354,8 +377,9 @@ impl Snapshot {
             .collect();
         cpu.insert("zoho-token-operator".into(), round3(self.operator_cpu - before.operator_cpu));
         cpu.insert("bench driver".into(), round3(self.driver - before.driver));
-        // Whatever else ran: the fake Zoho, the baseline, and other people's work on a shared
-        // machine, which the figures beside it should be read against.
+        cpu.insert("fake-zoho".into(), round3(self.fake_cpu - before.fake_cpu));
+        // Whatever else ran: other people's work on a shared machine, which the figures beside it
+        // should be read against.
         let known: f64 = cpu.values().sum();
         cpu.insert("rest of the machine".into(), round3((self.machine - before.machine - known).max(0.0)));
         cpu.insert("wall clock".into(), round3(self.at.duration_since(before.at).as_secs_f64()));
@@ -390,7 +414,7 @@ fn machine_busy_seconds() -> f64 {
 async fn restart(env: &Env, cluster: &Cluster, fake: &Fake, operator: Proc, total: usize) -> Result<(Proc, Restart)> {
     // Not reset: the refresh tokens' first mints stay, for the steady state's spacing.
     let stats_before = fake.stats().await?;
-    let before = Snapshot::take(cluster, None);
+    let before = Snapshot::take(cluster, fake, None);
     operator.terminate().await?;
     let mut operator = start_operator(env, cluster, fake, cluster.dir.path().join("operator-restarted.log"))?;
     let deadline = Instant::now() + READY_TIMEOUT;
@@ -404,7 +428,7 @@ async fn restart(env: &Env, cluster: &Cluster, fake: &Fake, operator: Proc, tota
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     cluster.audit.settle(Duration::from_secs(3), Duration::from_secs(60)).await;
-    let after = Snapshot::take(cluster, Some(&operator));
+    let after = Snapshot::take(cluster, fake, Some(&operator));
     let stats = fake.stats().await?;
     let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
     eprintln!("   restarted: every connection reconciled in {:.1}s", reconciled.as_secs_f64());
@@ -429,10 +453,16 @@ async fn baseline(env: &Env, n: usize, concurrency: usize) -> Result<Baseline> {
     let fake = Fake::start(&env.bins, cluster.dir.path(), LONG_LIFETIME, ZOHO_LATENCY).await?;
     populate(&cluster.client, &fake, "bench", n, false).await?;
     let watch = ReadyWatch::start(Api::<ZohoConnection>::all(cluster.client.clone()));
-    let before = Snapshot::take(&cluster, None);
+    let before = Snapshot::take(&cluster, &fake, None);
     let (seconds, own) = run_baseline(env, &cluster, None, concurrency, &watch, n).await?;
     cluster.audit.settle(Duration::from_secs(1), Duration::from_secs(30)).await;
-    let after = Snapshot::take(&cluster, None);
+    let after = Snapshot::take(&cluster, &fake, None);
+    let mut cpu_seconds = after.cpu_since(&before);
+    // The baseline has exited by now; it reported its own CPU, which is no one else's load.
+    cpu_seconds.insert("bench-baseline".into(), own.cpu_seconds);
+    if let Some(rest) = cpu_seconds.get_mut("rest of the machine") {
+        *rest = round3((*rest - own.cpu_seconds).max(0.0));
+    }
     let requests = cluster.audit.since(before.audit, BASELINE_USER)?;
     drop(watch);
     fake.stop().await?;
@@ -443,7 +473,7 @@ async fn baseline(env: &Env, n: usize, concurrency: usize) -> Result<Baseline> {
         concurrency,
         all_ready_seconds: round3(seconds),
         process: own,
-        cpu_seconds: after.cpu_since(&before),
+        cpu_seconds,
         requests,
     })
 }
@@ -532,13 +562,13 @@ async fn crowded(env: &Env, secrets: usize, n: usize) -> Result<Crowded> {
     eprintln!("   created {secrets} unrelated Secrets in {:.1}s", started.elapsed().as_secs_f64());
     populate(&cluster.client, &fake, "bench", n, false).await?;
     let watch = ReadyWatch::start(Api::<ZohoConnection>::all(cluster.client.clone()));
-    let before = Snapshot::take(&cluster, None);
+    let before = Snapshot::take(&cluster, &fake, None);
     let mut operator = start_operator(env, &cluster, &fake, cluster.dir.path().join("operator.log"))?;
     watch.wait(n, READY_TIMEOUT, || operator.check_running()).await?;
     let all_ready =
         watch.ready_at().values().map(|at| at.duration_since(operator.started).as_secs_f64()).fold(0.0, f64::max);
     cluster.audit.settle(Duration::from_secs(2), Duration::from_secs(60)).await;
-    let after = Snapshot::take(&cluster, Some(&operator));
+    let after = Snapshot::take(&cluster, &fake, Some(&operator));
     let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
     eprintln!("   all {n} Ready in {all_ready:.1}s; peak RSS {:.1} MB", operator.peak_rss() as f64 / 1e6);
     let result = Crowded {
@@ -639,7 +669,7 @@ async fn fan_out(env: &Env, count: usize) -> Result<FanOut> {
     eprintln!("   {count} namespaces hold the first token {:.1}s after the creation", initial.as_secs_f64());
     cluster.audit.settle(Duration::from_secs(2), Duration::from_secs(60)).await;
 
-    let before = Snapshot::take(&cluster, Some(&operator));
+    let before = Snapshot::take(&cluster, &fake, Some(&operator));
     let requested = Instant::now();
     let patch = json!({"metadata": {"annotations": {"zoho-operator.dev/refresh-requested-at": jiff::Timestamp::now().to_string()}}});
     api.patch("fanout", &PatchParams::default(), &Patch::Merge(&patch)).await?;
@@ -647,7 +677,7 @@ async fn fan_out(env: &Env, count: usize) -> Result<FanOut> {
     let forced = requested.elapsed();
     operator.check_running()?;
     cluster.audit.settle(Duration::from_secs(2), Duration::from_secs(60)).await;
-    let after = Snapshot::take(&cluster, Some(&operator));
+    let after = Snapshot::take(&cluster, &fake, Some(&operator));
     let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
     let stats = fake.stats().await?;
     eprintln!("   forced refresh in every namespace after {:.1}s", forced.as_secs_f64());
