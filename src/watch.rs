@@ -157,6 +157,9 @@ pub async fn zoho_connections(
     let (store, writer) = reflector::store();
     let connections = reflector(writer, watcher::watcher(connections, WatcherConfig::default()).modify(cache::strip));
     let controller = Controller::for_stream(connections.applied_objects(), store.clone());
+    if let Some((_, cache)) = ctx.secrets.iter().find(|(scope, _)| *scope == namespace) {
+        cache.know_connections(store.clone());
+    }
     let pruner = tokio::spawn(forget_deleted(ctx.clone(), namespace, store));
     let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
     let owned = watcher::watcher(owned, WatcherConfig::default().labels(&ours)).modify(cache::strip);

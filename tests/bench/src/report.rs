@@ -50,6 +50,16 @@ pub struct ColdStart {
     pub mints: u64,
     pub baseline_seconds: Option<f64>,
     pub baseline_ratio: Option<f64>,
+    /// The operator's reconciles during the cold start, from its histogram.
+    pub reconciles: Durations,
+    /// Its token requests to the fake Zoho, from its histogram.
+    pub token_requests: Durations,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Durations {
+    pub count: u64,
+    pub mean_seconds: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,6 +87,8 @@ pub struct SteadyState {
     /// Over all connections: mints after each one's first, per period between its first and last.
     pub mints_per_connection_per_period: f64,
     pub connections_not_one_mint_per_period: usize,
+    /// Up to ten of those, with their mints and the time between their first and last.
+    pub offenders: Vec<String>,
     pub writes_per_refresh: f64,
     pub reads_per_refresh: f64,
     pub operator_cpu_ms_per_refresh: f64,

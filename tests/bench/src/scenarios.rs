@@ -226,6 +226,7 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
     let after = Snapshot::take(&cluster, &fake, Some(&operator));
     let stats = fake.stats().await?;
     let requests = cluster.audit.since(before.audit, OPERATOR_USER)?;
+    let metrics = operator.metrics().await.unwrap_or_default();
     let shared_cold_mints = shared_token.as_ref().map(|token| stats.refresh_tokens.get(token).map_or(0, |c| c.mints));
     let cold = ColdStart {
         connections: total,
@@ -240,8 +241,13 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
         mints: stats.totals.mints,
         baseline_seconds: None,
         baseline_ratio: None,
+        reconciles: mean_of(&metrics, "zoho_operator_reconcile_duration_seconds"),
+        token_requests: mean_of(&metrics, "zoho_operator_token_request_duration_seconds"),
     };
-    eprintln!("   all {total} Ready in {:.1}s after the operator started", all_ready);
+    eprintln!(
+        "   all {total} Ready in {:.1}s after the operator started; {} reconciles of {:.3}s on average",
+        all_ready, cold.reconciles.count, cold.reconciles.mean_seconds
+    );
 
     let restart = match options.restart {
         false => None,
@@ -291,6 +297,20 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
         let distinct: Vec<&String> = tokens.values().filter(|t| Some(*t) != shared_token.as_ref()).collect();
         if !distinct.is_empty() {
             let spacings: Vec<(u64, u64)> = distinct.iter().map(|token| spacing(token)).collect();
+            // Which connections broke the rule, and how: enough to look them up in the log.
+            let offenders: Vec<String> = tokens
+                .iter()
+                .filter(|(_, token)| Some(*token) != shared_token.as_ref())
+                .filter_map(|(key, token)| {
+                    let (mints, periods) = spacing(token);
+                    let counters = stats.refresh_tokens.get(token).copied().unwrap_or_default();
+                    let first = counters.first_mint_ms.unwrap_or_default();
+                    let span = counters.last_mint_ms.unwrap_or_default().saturating_sub(first);
+                    (mints != periods || periods == 0)
+                        .then(|| format!("{key}: {} mints in {:.1} s, first at {first} ms", mints + 1, span as f64 / 1e3))
+                })
+                .take(10)
+                .collect();
             let (mints, periods): (u64, u64) = spacings.iter().fold((0, 0), |(m, p), (mi, pi)| (m + mi, p + pi));
             let elapsed = after.at.duration_since(before.at).as_secs_f64();
             steady = Some(SteadyState {
@@ -301,6 +321,7 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
                 refreshes,
                 mints_per_connection_per_period: if periods == 0 { 0.0 } else { round3(mints as f64 / periods as f64) },
                 connections_not_one_mint_per_period: spacings.iter().filter(|(m, p)| m != p || *p == 0).count(),
+                offenders,
                 writes_per_refresh: ratio(requests.writes(), refreshes),
                 reads_per_refresh: ratio(requests.reads(), refreshes),
                 operator_cpu_ms_per_refresh: round3(
@@ -333,6 +354,16 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
     fake.stop().await?;
     cluster.stop().await?;
     Ok(LifecycleOutcome { cold, restart, steady, shared })
+}
+
+/// The count and mean of a histogram in the operator's metrics.
+fn mean_of(metrics: &str, histogram: &str) -> crate::report::Durations {
+    let value = |suffix: &str| {
+        let series = format!("{histogram}_{suffix} ");
+        metrics.lines().find_map(|line| line.strip_prefix(&series)?.trim().parse::<f64>().ok()).unwrap_or_default()
+    };
+    let (sum, count) = (value("sum"), value("count"));
+    crate::report::Durations { count: count as u64, mean_seconds: if count > 0.0 { round3(sum / count) } else { 0.0 } }
 }
 
 fn ratio(count: u64, of: u64) -> f64 {
