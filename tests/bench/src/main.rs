@@ -44,6 +44,9 @@ struct Args {
     /// to profile it (split at spaces).
     #[arg(long)]
     operator_wrapper: Option<String>,
+    /// Keep each scenario's logs (operator, fake Zoho, baseline) in a directory under this one.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
     /// Write the figures as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -84,7 +87,12 @@ async fn main() -> Result<()> {
     let plan = scenarios::Plan::new(args.profile, &args.only, &args.sizes, args.repeats, args.baseline_concurrency);
     let wrapper =
         args.operator_wrapper.as_deref().map(|w| w.split_whitespace().map(String::from).collect()).unwrap_or_default();
-    let env = scenarios::Env { bins, operator_args: args.operator_args.clone(), operator_wrapper: wrapper };
+    let env = scenarios::Env {
+        bins,
+        operator_args: args.operator_args.clone(),
+        operator_wrapper: wrapper,
+        keep_logs: args.keep_logs.clone(),
+    };
     let mut report = Report::new(args.profile == Profile::Ci, report::machine(&bin_dir).await);
     let outcome = scenarios::run(&env, &plan, &mut report).await;
     let text = report.markdown();

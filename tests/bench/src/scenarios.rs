@@ -44,6 +44,26 @@ pub struct Env {
     pub operator_args: Vec<String>,
     /// A command to run the operator under, such as a profiler; empty for none.
     pub operator_wrapper: Vec<String>,
+    /// Where to keep each scenario's logs; by default they go with its control plane.
+    pub keep_logs: Option<std::path::PathBuf>,
+}
+
+/// Copies a finished scenario's logs (the operator's, the fake's, the baseline's) to `keep_logs`.
+fn keep_logs(env: &Env, cluster: &Cluster, scenario: &str) {
+    let Some(dir) = &env.keep_logs else { return };
+    let target = dir.join(format!("{scenario}-{}", jiff::Timestamp::now().as_second()));
+    let copied = std::fs::create_dir_all(&target).and_then(|()| {
+        for entry in std::fs::read_dir(cluster.dir.path())?.flatten() {
+            if entry.path().extension().is_some_and(|ext| ext == "log") {
+                std::fs::copy(entry.path(), target.join(entry.file_name()))?;
+            }
+        }
+        Ok(())
+    });
+    match copied {
+        Ok(()) => eprintln!("   logs in {}", target.display()),
+        Err(err) => eprintln!("   could not keep the logs: {err}"),
+    }
 }
 
 /// What a profile runs.
@@ -177,6 +197,18 @@ struct Lifecycle {
     periods: u32,
 }
 
+/// How one credential's mints were spaced.
+struct Spacing {
+    /// Mints after the first.
+    gaps: u64,
+    /// Refresh periods that began between its first and last mint.
+    periods: u64,
+    min_gap: Duration,
+    max_gap: Duration,
+    /// Whether every gap lay between a period and a token's life.
+    ok: bool,
+}
+
 struct LifecycleOutcome {
     cold: ColdStart,
     restart: Option<Restart>,
@@ -285,33 +317,44 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
         // Per credential: the mints after the first, against the periods between the first and
         // the last. A double mint adds one without a period; a missed refresh adds a period
         // without a mint.
-        let spacing = |token: &str| {
+        // Per credential: each token must be followed by exactly one more, after it came due
+        // and before it expired. A gap shorter than a period means two mints in one period; one
+        // as long as a token's life means a period without a mint.
+        let (shortest, longest) = (period.saturating_sub(Duration::from_secs(1)), options.lifetime);
+        let spacing = |token: &str| -> Spacing {
             let counters = stats.refresh_tokens.get(token).copied().unwrap_or_default();
-            let span = match (counters.first_mint_ms, counters.last_mint_ms) {
-                (Some(first), Some(last)) => Duration::from_millis(last - first),
-                _ => Duration::ZERO,
-            };
-            let periods = (span.as_secs_f64() / period.as_secs_f64()).round() as u64;
-            (counters.mints.saturating_sub(1), periods)
+            let ms = |value: Option<u64>| Duration::from_millis(value.unwrap_or_default());
+            let span = ms(counters.last_mint_ms).saturating_sub(ms(counters.first_mint_ms));
+            // Periods that began within the span: drift only lengthens them, so this counts a
+            // period without a mint, and a mint without a period, as long as drift stays below one.
+            let periods = (span.as_secs_f64() / period.as_secs_f64()).floor() as u64;
+            let (min_gap, max_gap) = (ms(counters.min_gap_ms), ms(counters.max_gap_ms));
+            let gaps = counters.mints.saturating_sub(1);
+            Spacing { gaps, periods, min_gap, max_gap, ok: gaps > 0 && min_gap >= shortest && max_gap < longest }
         };
-        let distinct: Vec<&String> = tokens.values().filter(|t| Some(*t) != shared_token.as_ref()).collect();
+        let distinct: Vec<(&String, &String)> =
+            tokens.iter().filter(|(_, t)| Some(*t) != shared_token.as_ref()).collect();
         if !distinct.is_empty() {
-            let spacings: Vec<(u64, u64)> = distinct.iter().map(|token| spacing(token)).collect();
+            let spacings: Vec<(&String, Spacing)> =
+                distinct.iter().map(|(key, token)| (*key, spacing(token))).collect();
             // Which connections broke the rule, and how: enough to look them up in the log.
-            let offenders: Vec<String> = tokens
+            let offenders: Vec<String> = spacings
                 .iter()
-                .filter(|(_, token)| Some(*token) != shared_token.as_ref())
-                .filter_map(|(key, token)| {
-                    let (mints, periods) = spacing(token);
-                    let counters = stats.refresh_tokens.get(token).copied().unwrap_or_default();
-                    let first = counters.first_mint_ms.unwrap_or_default();
-                    let span = counters.last_mint_ms.unwrap_or_default().saturating_sub(first);
-                    (mints != periods || periods == 0)
-                        .then(|| format!("{key}: {} mints in {:.1} s, first at {first} ms", mints + 1, span as f64 / 1e3))
+                .filter(|(_, spacing)| !spacing.ok)
+                .map(|(key, s)| {
+                    format!(
+                        "{key}: {} gaps, from {:.1} s to {:.1} s",
+                        s.gaps,
+                        s.min_gap.as_secs_f64(),
+                        s.max_gap.as_secs_f64()
+                    )
                 })
                 .take(10)
                 .collect();
-            let (mints, periods): (u64, u64) = spacings.iter().fold((0, 0), |(m, p), (mi, pi)| (m + mi, p + pi));
+            let (gaps, periods) = spacings.iter().fold((0, 0), |(g, p), (_, s)| (g + s.gaps, p + s.periods));
+            let gap = |pick: fn(&Spacing) -> Duration, fold: fn(f64, f64) -> f64, init: f64| {
+                round3(spacings.iter().map(|(_, s)| pick(s).as_secs_f64()).fold(init, fold))
+            };
             let elapsed = after.at.duration_since(before.at).as_secs_f64();
             steady = Some(SteadyState {
                 connections: distinct.len(),
@@ -319,8 +362,10 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
                 period_seconds: period.as_secs(),
                 window_seconds: round3(elapsed),
                 refreshes,
-                mints_per_connection_per_period: if periods == 0 { 0.0 } else { round3(mints as f64 / periods as f64) },
-                connections_not_one_mint_per_period: spacings.iter().filter(|(m, p)| m != p || *p == 0).count(),
+                mints_per_connection_per_period: if periods == 0 { 0.0 } else { round3(gaps as f64 / periods as f64) },
+                connections_not_one_mint_per_period: spacings.iter().filter(|(_, s)| !s.ok).count(),
+                shortest_gap_seconds: gap(|s| s.min_gap, f64::min, f64::MAX),
+                longest_gap_seconds: gap(|s| s.max_gap, f64::max, 0.0),
                 offenders,
                 writes_per_refresh: ratio(requests.writes(), refreshes),
                 reads_per_refresh: ratio(requests.reads(), refreshes),
@@ -333,12 +378,13 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
             });
         }
         if let Some(token) = &shared_token {
-            let (mints, periods) = spacing(token);
+            let spacing = spacing(token);
             shared = Some(SharedCredential {
                 connections: options.shared,
                 cold_start_mints: shared_cold_mints.unwrap_or_default(),
-                periods,
-                mints_after_the_first: mints,
+                periods: spacing.periods,
+                mints_after_the_first: spacing.gaps,
+                one_per_period: spacing.ok,
             });
         }
     } else if shared_token.is_some() {
@@ -347,11 +393,13 @@ async fn lifecycle(env: &Env, options: &Lifecycle) -> Result<LifecycleOutcome> {
             cold_start_mints: shared_cold_mints.unwrap_or_default(),
             periods: 0,
             mints_after_the_first: 0,
+            one_per_period: true,
         });
     }
     drop(watch);
     operator.terminate().await?;
     fake.stop().await?;
+    keep_logs(env, &cluster, &format!("lifecycle-{total}"));
     cluster.stop().await?;
     Ok(LifecycleOutcome { cold, restart, steady, shared })
 }

@@ -152,6 +152,11 @@ pub struct Counters {
     pub first_mint_ms: Option<u64>,
     #[serde(default)]
     pub last_mint_ms: Option<u64>,
+    /// The shortest and the longest time between two consecutive mints, in milliseconds.
+    #[serde(default)]
+    pub min_gap_ms: Option<u64>,
+    #[serde(default)]
+    pub max_gap_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -291,6 +291,10 @@ impl State {
         self.count(Some(refresh_token), |c| {
             c.mints += 1;
             c.first_mint_ms.get_or_insert(now_ms);
+            if let Some(gap) = c.last_mint_ms.map(|last| now_ms.saturating_sub(last)) {
+                c.min_gap_ms = Some(c.min_gap_ms.map_or(gap, |min| min.min(gap)));
+                c.max_gap_ms = Some(c.max_gap_ms.map_or(gap, |max| max.max(gap)));
+            }
             c.last_mint_ms = Some(now_ms);
         });
     }
