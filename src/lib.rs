@@ -4,10 +4,13 @@
 pub mod api;
 pub mod bootstrap;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod credentials;
 pub mod error;
+pub mod exchange;
 pub mod http;
+pub mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod mint;
