@@ -331,6 +331,18 @@ impl<'c> World<'c> {
         create(&self.connections, &connection(name, "zoho-oauth", &self.fake, extra_spec)).await;
     }
 
+    /// Labels the connection's target and waits for the label on `target`: proof that the
+    /// operator reconciled the connection since, e.g. after a restart.
+    pub async fn label_target_and_wait(&self, connection: &str, target: &str, label: &str) {
+        let patch = json!({"spec": {"target": {"labels": {label: "yes"}}}});
+        self.connections.patch(connection, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("label");
+        eventually(SETTLE, &format!("the label {label} on Secret {target}"), || async {
+            let secret = self.secrets.get_opt(target).await.ok()??;
+            secret.metadata.labels?.contains_key(label).then_some(())
+        })
+        .await;
+    }
+
     /// Waits until the target Secret holds a token the fake reports live, and returns it.
     pub async fn live_token(&self, target: &str) -> String {
         eventually(SETTLE, &format!("a live token in Secret {target}"), || async {
