@@ -47,13 +47,13 @@ struct Outcome {
 
 pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let connection = connection.as_ref();
+    if !K::NAMESPACED && !ctx.namespaces_known() {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
     if connection.meta().deletion_timestamp.is_some() {
         return revoke::finalize(connection, &ctx).await;
     }
     revoke::sync_finalizer(connection, &ctx).await?;
-    if !K::NAMESPACED && !ctx.namespaces_known() {
-        return Ok(Action::requeue(Duration::from_secs(1)));
-    }
     let now = Timestamp::now();
     let mut inputs = inputs::read(connection, &ctx).await?;
     if let Ok(usable) = &inputs.usable
