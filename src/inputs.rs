@@ -91,10 +91,7 @@ fn usable_without_credentials<K: Connection>(
         .map(schedule::parse_go_duration)
         .transpose()
         .map_err(Problem::InvalidRefreshBefore)?;
-    let accounts = match &source.accounts_url {
-        Some(url) => AccountsUrl::parse(url)?,
-        None => AccountsUrl::of(source.data_center),
-    };
+    let accounts = source.accounts()?;
     ctx.coordinator.accounts_client().allow_list().check(&accounts)?;
     if let Some(template) = &connection.shape().template {
         template::check(template)?;

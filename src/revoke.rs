@@ -24,7 +24,6 @@ use crate::{
     error::Error,
     schedule,
     targets::Targets,
-    zoho::AccountsUrl,
 };
 
 /// How long an unreachable Zoho may hold up a deletion.
@@ -111,13 +110,9 @@ async fn revoke<K: Connection>(connection: &K, ctx: &Context, deadline: Timestam
     if let Some(by) = served_elsewhere(connection, ctx, token.access_token.expose_secret()).await? {
         return Ok(Outcome::StillServed { by });
     }
-    let source = connection.source();
-    let accounts = match &source.accounts_url {
-        Some(url) => match AccountsUrl::parse(url) {
-            Ok(accounts) => accounts,
-            Err(err) => return Ok(Outcome::Failed(err.to_string())),
-        },
-        None => AccountsUrl::of(source.data_center),
+    let accounts = match connection.source().accounts() {
+        Ok(accounts) => accounts,
+        Err(err) => return Ok(Outcome::Failed(err.to_string())),
     };
     let remaining = deadline.duration_since(now).max(SignedDuration::from_secs(1));
     let timeout = Duration::try_from(remaining).unwrap_or(REQUEST_TIMEOUT).min(REQUEST_TIMEOUT);
