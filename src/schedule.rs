@@ -36,7 +36,17 @@ pub fn refresh_at(issued_at: Timestamp, expires_at: Timestamp, refresh_before: O
 /// RFC 3339 in UTC with whole seconds: the format of `expires_at`, of the annotations and of
 /// every time in a message.
 pub fn format_time(at: Timestamp) -> String {
-    at.round(jiff::Unit::Second).expect("rounding to seconds cannot overflow").to_string()
+    whole_seconds(at).to_string()
+}
+
+/// `at` rounded to the nearest second, or down where rounding up would pass the last
+/// representable second. Times come from Secrets anyone in the namespace may edit, and must
+/// never make the operator panic.
+pub fn whole_seconds(at: Timestamp) -> Timestamp {
+    at.round(jiff::Unit::Second).unwrap_or_else(|_| {
+        let down = jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Floor);
+        at.round(down).expect("rounding down cannot pass the earliest timestamp, a whole second")
+    })
 }
 
 /// A token is usable while it has not expired.
@@ -132,6 +142,14 @@ mod tests {
         assert_eq!(refresh_at(issued, expires, Some(Duration::from_secs(600))), ts("2026-11-28T10:50:00Z"));
         assert_eq!(refresh_at(issued, expires, Some(Duration::from_secs(7200))), ts("2026-11-28T10:30:00Z"));
         assert_eq!(refresh_at(issued, expires, Some(Duration::ZERO)), expires);
+    }
+
+    #[test]
+    fn times_at_the_edges_of_the_calendar_format_without_panicking() {
+        // Found by the template fuzz target: rounding the last half second of time up overflowed.
+        assert_eq!(format_time(Timestamp::MAX), "9999-12-30T22:00:00Z");
+        assert_eq!(format_time(Timestamp::MIN), Timestamp::MIN.to_string());
+        assert_eq!(format_time(ts("2026-11-28T10:00:00.5Z")), "2026-11-28T10:00:01Z");
     }
 
     #[test]
