@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{AccountsUrl, DataCenter, ZohoError};
 
-/// Tokens shorter or longer than this are not what Zoho issues and indicate a garbled answer.
-const PLAUSIBLE_LIFETIME: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// Tokens shorter or longer than this are not what Zoho issues and indicate a garbled answer, or,
+/// read back from a Secret, a hand edit.
+pub(crate) const PLAUSIBLE_LIFETIME: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 /// Zoho asks devices to poll at most once per 30 seconds; that is the interval when it names none.
 pub(super) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -121,11 +122,12 @@ struct DeviceCodeBody {
 }
 
 /// Whole seconds, rounded down: the times are stored in RFC 3339 with second precision, and the
-/// token held in memory must compare equal to the one read back from the Secret.
+/// token held in memory must compare equal to the one read back from the Secret. Down means
+/// toward the past (`Floor`), also before 1970, where `Trunc` would round toward the future.
 fn truncate(requested_at: Timestamp) -> Timestamp {
     requested_at
-        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc))
-        .expect("truncating to seconds cannot overflow")
+        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Floor))
+        .expect("rounding down to seconds cannot overflow: the earliest timestamp is a whole second")
 }
 
 fn read<'a, T: Deserialize<'a>>(status: u16, body: &'a [u8]) -> Result<T, ZohoError> {
@@ -144,7 +146,7 @@ pub fn parse(status: u16, body: &[u8], requested_at: Timestamp) -> Result<Issued
 }
 
 /// Interprets one answer of a code exchange (grant_type=authorization_code).
-pub(super) fn parse_code_exchange(
+pub(crate) fn parse_code_exchange(
     status: u16,
     body: &[u8],
     requested_at: Timestamp,
@@ -216,7 +218,7 @@ pub(super) fn parse_device_authorization(status: u16, body: &[u8]) -> Result<Dev
 }
 
 /// Interprets one answer to a device-flow poll.
-pub(super) fn parse_device_poll(status: u16, body: &[u8], requested_at: Timestamp) -> Result<DevicePoll, ZohoError> {
+pub(crate) fn parse_device_poll(status: u16, body: &[u8], requested_at: Timestamp) -> Result<DevicePoll, ZohoError> {
     let parsed: Body = read(status, body)?;
     if non_blank(parsed.access_token.clone()).is_none() {
         // Checked before the throttle's shape: whether Zoho wraps this feedback in a
@@ -405,6 +407,17 @@ mod tests {
 
     fn parse_str(status: u16, body: &str) -> Result<IssuedToken, ZohoError> {
         parse(status, body.as_bytes(), at())
+    }
+
+    #[test]
+    fn the_issue_time_is_never_later_than_the_request() {
+        // Found by the token_response fuzz target: before 1970, truncating rounded toward the future.
+        for requested_at in ["1969-12-31T23:59:58.5Z", "2026-11-28T10:00:00.999999999Z"] {
+            let requested_at: Timestamp = requested_at.parse().unwrap();
+            let token = parse(200, br#"{"access_token":"1000.a","expires_in":3600}"#, requested_at).unwrap();
+            assert!(token.issued_at <= requested_at, "issued {} for a request at {requested_at}", token.issued_at);
+            assert!(requested_at.duration_since(token.issued_at) < jiff::SignedDuration::from_secs(1));
+        }
     }
 
     #[test]
