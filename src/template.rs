@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value, context, value::ValueKind,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{api::SecretTemplate, error::Problem, schedule::format_time, zoho::IssuedToken};
@@ -16,6 +18,10 @@ use crate::{api::SecretTemplate, error::Problem, schedule::format_time, zoho::Is
 const FUEL: u64 = 50_000;
 /// The rendered value of one key; a Secret holds at most 1 MiB in all.
 const MAX_RENDERED_BYTES: usize = 64 * 1024;
+/// Items of lists and maps one `{{ ... }}` may print. minijinja charges fuel per item when a loop
+/// or filter walks a list, but not when it prints one: `{{ [1] * 100000000 }}` took 8 seconds of
+/// CPU (19 with the token) before fuel stopped it, blocking a runtime thread meanwhile.
+const MAX_PRINTED_ITEMS: usize = 10_000;
 
 /// The variables a template sees.
 pub struct TokenFields<'a> {
@@ -41,7 +47,36 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(FUEL));
+    env.set_formatter(|out: &mut Output, state: &mut State, value: &Value| {
+        let mut budget = MAX_PRINTED_ITEMS;
+        if !printable_within(value, &mut budget) {
+            let message = format!("a list or map of more than {MAX_PRINTED_ITEMS} items cannot be printed");
+            return Err(Error::new(ErrorKind::InvalidOperation, message));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
+}
+
+/// Whether printing `value` visits at most `budget` items, nested ones included. It stops
+/// counting at the budget, so that the check itself stays cheap for a list of any length.
+fn printable_within(value: &Value, budget: &mut usize) -> bool {
+    if !matches!(value.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) {
+        return true;
+    }
+    let Ok(items) = value.try_iter() else { return true };
+    for item in items {
+        let Some(left) = budget.checked_sub(1) else { return false };
+        *budget = left;
+        let nested = match value.kind() {
+            ValueKind::Map => value.get_item(&item).unwrap_or_default(),
+            _ => item,
+        };
+        if !printable_within(&nested, budget) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Checks every template by rendering it with stand-in values, so that a broken template is
@@ -137,6 +172,14 @@ mod tests {
     }
 
     #[test]
+    fn short_lists_and_maps_still_print() {
+        let token = SecretString::from("1000.abc");
+        let source = "{{ [access_token, token_type] }} {{ {'t': access_token} }} {{ [1] * 3 }}";
+        let rendered = render(&template(&[("k", source)]), &fields(&token)).unwrap();
+        assert_eq!(rendered["k"], "['1000.abc', 'Bearer'] {'t': '1000.abc'} [1, 1, 1]");
+    }
+
+    #[test]
     fn html_characters_are_not_escaped() {
         let token = SecretString::from("1000.a&b<c>");
         let rendered = render(&template(&[("t.html", "{{ access_token }}")]), &fields(&token)).unwrap();
@@ -150,8 +193,14 @@ mod tests {
             ("{{ client_secret }}", "undefined"),
             ("{% for x in range(100000) %}{% for y in range(100000) %}{% endfor %}{% endfor %}", "fuel"),
             ("{{ 'x' * 70000 }}", "more than"),
+            // Found by the template fuzz target: printing a lazily repeated list costs no fuel.
+            ("{{ [access_token] * 100000000 }}", "cannot be printed"),
+            ("{{ [[1] * 10000] * 10000 }}", "cannot be printed"),
+            ("{{ {'a': [1] * 100000000} }}", "cannot be printed"),
         ] {
+            let started = std::time::Instant::now();
             let err = check(&template(&[("bad", source)])).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "{source} took {:?}", started.elapsed());
             assert_eq!(err.reason(), "InvalidTemplate");
             let message = err.to_string();
             assert!(message.contains("[\"bad\"]") && message.to_lowercase().contains(expected), "{source}: {message}");
