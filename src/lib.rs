@@ -7,6 +7,8 @@ pub mod config;
 pub mod controller;
 pub mod credentials;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod leader;
 pub mod metrics;
