@@ -364,11 +364,41 @@ fn unparseable(status: u16, body: &[u8], err: &serde_json::Error) -> ZohoError {
         "empty body".to_string()
     } else if looks_like_html {
         "HTML instead of JSON".to_string()
+    } else if let Some(field) = mistyped_field(body) {
+        field
     } else {
         // serde's message names a line and column, never the content.
         format!("invalid JSON ({})", err.classify_message())
     };
     ZohoError::MalformedResponse { status, reason }
+}
+
+/// Which known field of a JSON object has the wrong type, named but never quoted: its value may
+/// be a token. serde's own message would quote it.
+fn mistyped_field(body: &[u8]) -> Option<String> {
+    const COUNTS: [&str; 3] = ["expires_in", "expires_in_sec", "interval"];
+    const TEXTS: [&str; 13] = [
+        "access_token",
+        "refresh_token",
+        "api_domain",
+        "token_type",
+        "error",
+        "status",
+        "user_location",
+        "accounts-server",
+        "accounts_server",
+        "user_code",
+        "device_code",
+        "verification_url",
+        "verification_uri",
+    ];
+    let serde_json::Value::Object(fields) = serde_json::from_slice(body).ok()? else { return None };
+    let wrong =
+        |name: &str, fits: fn(&serde_json::Value) -> bool| fields.get(name).is_some_and(|v| !v.is_null() && !fits(v));
+    if let Some(name) = COUNTS.into_iter().find(|name| wrong(name, serde_json::Value::is_u64)) {
+        return Some(format!("{name} is not a non-negative integer"));
+    }
+    TEXTS.into_iter().find(|name| wrong(name, serde_json::Value::is_string)).map(|name| format!("{name} is not text"))
 }
 
 trait ClassifyMessage {
@@ -407,6 +437,24 @@ mod tests {
 
     fn parse_str(status: u16, body: &str) -> Result<IssuedToken, ZohoError> {
         parse(status, body.as_bytes(), at())
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_without_its_value() {
+        let cases = [
+            (r#"{"access_token":"1000.a","expires_in":"SENTINEL"}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":"1000.a","expires_in":-3600}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":"1000.a","expires_in":3600.5}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":["1000.SENTINEL"],"expires_in":3600}"#, "access_token is not text"),
+            (r#"{"access_token":"1000.a","expires_in":0}"#, "expires_in is outside 1 second to 1 day"),
+            (r#"{"access_token":"1000.a","expires_in":1000000000000}"#, "expires_in is outside 1 second to 1 day"),
+        ];
+        for (body, reason) in cases {
+            let err = parse_str(200, body).unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.reason(), "MalformedResponse", "{body}");
+            assert!(message.contains(reason) && !message.contains("SENTINEL"), "{body}: {message}");
+        }
     }
 
     #[test]
