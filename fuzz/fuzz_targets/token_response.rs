@@ -59,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => check_error(&err, &[]),
     }
 
-    // The same answer with sentinels for its secrets.
+    // The same answer with sentinels for its secrets. Where the body already spells a sentinel
+    // elsewhere, such as in `error`, which is quoted by design, a sighting would prove nothing.
+    if [ACCESS_SENTINEL, REFRESH_SENTINEL].iter().any(|sentinel| contains(body, core(sentinel).as_bytes())) {
+        return;
+    }
     let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(body) else { return };
     if !object.contains_key("access_token") && !object.contains_key("refresh_token") {
         return;
@@ -172,8 +176,15 @@ fn assert_no_secret_in_error(err: &ZohoError) {
 
 fn assert_no_secret(place: &str, text: &str) {
     for (name, sentinel) in [("access token", ACCESS_SENTINEL), ("refresh token", REFRESH_SENTINEL)] {
-        // The distinctive middle, so that a truncated or sanitized copy is caught too.
-        let core = &sentinel[5..sentinel.len() - 5];
-        assert!(!text.contains(core), "{place} reveals the {name}: {text}");
+        assert!(!text.contains(core(sentinel)), "{place} reveals the {name}: {text}");
     }
+}
+
+/// The distinctive middle of a sentinel, so that a truncated or sanitized copy is caught too.
+fn core(sentinel: &str) -> &str {
+    &sentinel[5..sentinel.len() - 5]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }

@@ -360,7 +360,11 @@ fn unparseable(status: u16, body: &[u8], err: &serde_json::Error) -> ZohoError {
         return ZohoError::Throttled;
     }
     let looks_like_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-    let reason = if body.is_empty() {
+    let reason = if (300..400).contains(&status) {
+        // Following it would carry the form body, credentials included, to an address the
+        // allow-list never saw; the client never does.
+        "a redirect, which is not followed: set spec.accountsUrl to the server that answers".to_string()
+    } else if body.is_empty() {
         "empty body".to_string()
     } else if looks_like_html {
         "HTML instead of JSON".to_string()
@@ -437,6 +441,15 @@ mod tests {
 
     fn parse_str(status: u16, body: &str) -> Result<IssuedToken, ZohoError> {
         parse(status, body.as_bytes(), at())
+    }
+
+    #[test]
+    fn a_redirect_says_it_is_not_followed() {
+        for (status, body) in [(302, ""), (301, "<html>Moved</html>"), (307, "not json")] {
+            let err = parse_str(status, body).unwrap_err();
+            assert_eq!(err.reason(), "MalformedResponse", "{status}");
+            assert!(err.to_string().contains("a redirect, which is not followed"), "{status}: {err}");
+        }
     }
 
     #[test]
