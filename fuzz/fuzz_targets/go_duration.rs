@@ -125,7 +125,7 @@ fn reference(text: &str) -> Reference {
             _ => int.parse().ok(),
         };
         match int.and_then(|int| int.checked_mul(unit)).and_then(|n| n.checked_add(frac_nanos)) {
-            Some(nanos) => total = total.checked_add(nanos).unwrap_or(u128::MAX),
+            Some(nanos) => total = total.saturating_add(nanos),
             None => too_long = true,
         }
     }

@@ -82,7 +82,11 @@ impl Name {
 #[derive(Arbitrary, Debug)]
 enum Text {
     Raw(String),
-    Time { seconds: i64, nanos: u32, offset_minutes: i16 },
+    Time {
+        seconds: i64,
+        nanos: u32,
+        offset_minutes: i16,
+    },
     /// Minutes from a fixed instant: few enough values that annotations and data often agree.
     Minutes(i16),
 }

@@ -132,7 +132,10 @@ fn check_token(token: &IssuedToken, requested_at: Timestamp) {
 /// transport can only come from elsewhere.
 fn expected_class(reason: &str) -> Option<FailureClass> {
     match reason {
-        "InvalidClient" | "RefreshTokenRevoked" | "GrantCodeInvalid" | "RefreshTokenNotIssued"
+        "InvalidClient"
+        | "RefreshTokenRevoked"
+        | "GrantCodeInvalid"
+        | "RefreshTokenNotIssued"
         | "TokenRequestRejected" => Some(FailureClass::Permanent),
         "Throttled" => Some(FailureClass::Throttled),
         "AccountsServerError" | "MalformedResponse" => Some(FailureClass::Transient),
