@@ -143,7 +143,7 @@ async fn fan_out_follows_the_selection_at_one_mint_and_survives_a_restart() {
     let czc = world.wait_czc("crm", "True", "TokenIssued").await;
     let status = czc.status.unwrap();
     assert_eq!((status.namespaces.clone(), status.namespace_count), (vec!["labelled".into(), "listed".into()], 2));
-    assert!(world.tokens().await.get(RESOURCE_NAMESPACE).is_none(), "the credentials' namespace is not selected");
+    assert!(!world.tokens().await.contains_key(RESOURCE_NAMESPACE), "the credentials' namespace is not selected");
 
     let labelled_at = Instant::now();
     world.label("unlabelled", Some("yes")).await;
