@@ -260,8 +260,8 @@ mod tests {
     #[test]
     fn an_expiry_the_operator_cannot_have_written_is_not_trusted() {
         // Found by the stored_token fuzz target: annotations and data edited alike were trusted,
-        // whatever lifetime they claimed, and a fraction of a second at the end of time later
-        // overflowed when the status rounded it.
+        // whatever lifetime they claimed. The second row, trusted, crashed the operator when the
+        // status rounded its expiry up (tests/e2e/badinput.rs, case end-of-time).
         let good = secret(&[]);
         let retimed = |issued: &str, expires: &str| {
             let mut edited = good.clone();

@@ -19,8 +19,8 @@ const FUEL: u64 = 50_000;
 /// The rendered value of one key; a Secret holds at most 1 MiB in all.
 const MAX_RENDERED_BYTES: usize = 64 * 1024;
 /// Items of lists and maps one `{{ ... }}` may print. minijinja charges fuel per item when a loop
-/// or filter walks a list, but not when it prints one: `{{ [1] * 100000000 }}` took 8 seconds of
-/// CPU (19 with the token) before fuel stopped it, blocking a runtime thread meanwhile.
+/// or filter walks a list, but not when it prints one: in a release build `{{ [1] * 100000000 }}`
+/// took 8 seconds of CPU (19 with the token) before fuel stopped it, blocking a runtime thread.
 const MAX_PRINTED_ITEMS: usize = 10_000;
 
 /// The variables a template sees.
