@@ -412,6 +412,33 @@ async fn badinput_a_redirect_is_not_followed() {
 }
 
 #[tokio::test]
+async fn badinput_hostile_templates_are_refused_before_a_mint() {
+    let world = World::shared("bad-templates", FakeZohoConfig::default()).await;
+    let operator = world.operator(&[]);
+    world.create_credentials("zoho-oauth").await;
+    // (connection, template, what the message must say)
+    let cases = [
+        ("engine-panic", "{{ '%(é'|format(access_token) }}", "unknown filter"),
+        ("huge-list", "{{ [access_token] * 100000000 }}", "cannot be printed"),
+        ("fuel", "{% for x in range(100000) %}{% for y in range(100000) %}{% endfor %}{% endfor %}", "fuel"),
+    ];
+    for (name, source, _) in &cases {
+        world.create_connection(name, json!({"target": {"template": {"data": {"key": source}}}})).await;
+    }
+    for (name, _, says) in &cases {
+        let zc = wait_ready(&world.connections, name, "False", "InvalidTemplate", SETTLE).await;
+        let (_, _, message) = condition(&zc);
+        assert!(message.contains("template.data[\"key\"]") && message.contains(says), "{name}: {message}");
+    }
+    let reconciled = reconciles_over_window(&operator).await;
+    assert!(reconciled <= STATIC_BOUND, "{reconciled} reconciles in {WINDOW:?}: a hot loop");
+    assert_eq!(world.fake.stats().totals.requests, 0, "nothing is minted for a template that cannot render");
+    assert!(operator.is_running(), "a template crashed the operator:\n{}", operator.logs());
+    assert_no_secret(&readable(&operator, &world.connections).await, &[CLIENT_SECRET, &world.refresh_token]);
+    world.namespace.delete().await.ok();
+}
+
+#[tokio::test]
 async fn badinput_two_hundred_labels_are_served() {
     let world = World::shared("bad-labels", FakeZohoConfig::default()).await;
     let operator = world.operator(&[]);
