@@ -318,6 +318,7 @@ async fn badinput_credentials_secret_replaced_by_a_configmap_keeps_the_token() {
     assert_eq!(world.fake.stats().totals.requests, 1, "only the first mint reached Zoho");
     assert!(operator.is_running());
     assert_no_secret(&readable(&operator, &world.connections).await, &[CLIENT_SECRET, &world.refresh_token, &token]);
+    eprintln!("measured: credentials Secret replaced by a ConfigMap, {reconciled} reconciles in {WINDOW:?}");
     world.namespace.delete().await.ok();
 }
 
@@ -359,6 +360,7 @@ async fn badinput_accounts_urls_off_the_allow_list_receive_nothing() {
     assert_eq!(world.fake.stats().totals.requests, 0, "nothing was sent anywhere");
     assert!(operator.is_running());
     assert_no_secret(&readable(&operator, &world.connections).await, &[CLIENT_SECRET, &world.refresh_token]);
+    eprintln!("measured: {} accounts URLs, {reconciled} reconciles in {WINDOW:?}", cases.len());
     world.namespace.delete().await.ok();
 }
 
@@ -435,6 +437,7 @@ async fn badinput_hostile_templates_are_refused_before_a_mint() {
     assert_eq!(world.fake.stats().totals.requests, 0, "nothing is minted for a template that cannot render");
     assert!(operator.is_running(), "a template crashed the operator:\n{}", operator.logs());
     assert_no_secret(&readable(&operator, &world.connections).await, &[CLIENT_SECRET, &world.refresh_token]);
+    eprintln!("measured: {} hostile templates, {reconciled} reconciles in {WINDOW:?}", cases.len());
     world.namespace.delete().await.ok();
 }
 
@@ -460,6 +463,7 @@ async fn badinput_two_hundred_labels_are_served() {
     assert_eq!(target_token(&world.secrets, "crm").await, Some(token.clone()));
     assert!(operator.is_running());
     assert_no_secret(&readable(&operator, &world.connections).await, &[CLIENT_SECRET, &world.refresh_token, &token]);
+    eprintln!("measured: 200 labels, {reconciled} reconciles in {WINDOW:?}");
     world.namespace.delete().await.ok();
 }
 
