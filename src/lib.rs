@@ -9,6 +9,8 @@ pub mod controller;
 pub mod credentials;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod inputs;
 pub mod leader;

@@ -94,24 +94,52 @@ impl Operator {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let metrics_port = free_port();
-        let mut command = Command::new(OPERATOR_BINARY);
-        command.arg("run");
-        if let Some(namespace) = namespace {
-            command.args(["--watch-namespace", namespace]);
+        let command = |metrics_port: u16| {
+            let mut command = Command::new(OPERATOR_BINARY);
+            command.arg("run");
+            if let Some(namespace) = namespace {
+                command.args(["--watch-namespace", namespace]);
+            }
+            command
+                .args(["--allow-accounts-url", &fake.url()])
+                .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+                .args(extra_args)
+                .env("KUBECONFIG", kubeconfig)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
+                )
+                .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
+                .envs(env.iter().copied());
+            command
+        };
+        // The port free_port found may be taken by a test running alongside before the operator
+        // binds it; the operator then exits at once, and another port is all it needs.
+        let mut attempts = 0;
+        loop {
+            let metrics_port = free_port();
+            let operator = Self::launch(command(metrics_port), metrics_port);
+            attempts += 1;
+            if attempts == 3 || !operator.lost_its_port() {
+                return operator;
+            }
         }
-        command
-            .args(["--allow-accounts-url", &fake.url()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(extra_args)
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
-            )
-            .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
-            .envs(env.iter().copied());
-        Self::launch(command, metrics_port)
+    }
+
+    /// Waits until the operator serves its health endpoint, and tells whether it exited instead
+    /// because its metrics port was taken.
+    fn lost_its_port(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return self.logs().contains("Address already in use");
+            }
+            if self.http_get("/healthz").is_some_and(|(status, body)| status == 200 && body == "ok") {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Starts `command`, the operator binary with its arguments and environment, logging to a
