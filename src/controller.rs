@@ -1,136 +1,40 @@
 //! The reconciler, the same for both kinds: read the credentials and the target Secrets, let the
 //! policy decide, act on the decision, and write the status.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    Api, Client, ResourceExt,
-    api::{ApiResource, DynamicObject, PartialObjectMeta, Patch, PatchParams},
+    ResourceExt,
+    api::{Patch, PatchParams},
     runtime::{
         controller::Action,
-        events::{Event, EventType, Recorder},
-        reflector::{ObjectRef, Store},
+        events::{Event, EventType},
     },
 };
 use serde_json::json;
 use tracing::{debug, info, warn};
 
+pub use crate::context::{Context, Scope};
 use crate::{
-    api::{Connection, ConnectionStatus, FIELD_MANAGER, REFRESH_REQUESTED_AT_ANNOTATION},
-    cache::SecretCache,
-    credentials::{self, Credential},
+    api::{Connection, ConnectionStatus, FIELD_MANAGER},
+    credentials::Credential,
     error::{Error, Problem},
-    metrics::{ConnectionLabels, Metrics},
-    mint::{Exchanged, MintCoordinator, MintFailure},
+    exchange,
+    inputs::{self, Inputs, Usable},
+    metrics::ConnectionLabels,
+    mint::MintFailure,
     policy::{self, Decision, Facts, Why},
     revoke,
     schedule::{self, PERMANENT_RECHECK},
-    shard::Shard,
     status::{self, Report},
     targets::{Targets, Written},
     template,
-    watch::{SecretReaders, WatchErrorLog},
-    zoho::{AccountsUrl, Credentials, IssuedToken},
+    zoho::IssuedToken,
 };
 
 /// How often a ClusterZohoConnection looks again at namespaces where its Secret's name is taken.
 const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
-
-/// Where the operator works, and what it may do there.
-#[derive(Clone, Debug)]
-pub struct Scope {
-    /// The namespaces the operator watches; `[None]` for all.
-    pub namespaces: Vec<Option<String>>,
-    /// Where the credentials of ClusterZohoConnections live.
-    pub cluster_resource_namespace: String,
-    /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
-    pub grant_code_bootstrap: bool,
-    /// How many connections are reconciled at once.
-    pub concurrency: u16,
-    /// The connections this process serves.
-    pub shard: Shard,
-}
-
-/// What every reconcile shares.
-pub struct Context {
-    pub client: Client,
-    pub coordinator: MintCoordinator,
-    pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
-    pub scope: Scope,
-    /// Every namespace, for the selectors of ClusterZohoConnections; `None` unless the operator
-    /// watches all namespaces.
-    pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
-    /// The Secrets of each watched scope (a namespace, or `None` for all), as far as the watches
-    /// know them.
-    pub secrets: Vec<(Option<String>, SecretCache)>,
-    /// Which connections read which Secrets.
-    pub readers: SecretReaders,
-    pub watch_errors: WatchErrorLog,
-    /// Consecutive Kubernetes API errors per connection, for error_policy's backoff.
-    api_errors: Mutex<HashMap<ObjectRef<DynamicObject>, u32>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        coordinator: MintCoordinator,
-        metrics: Arc<Metrics>,
-        recorder: Recorder,
-        scope: Scope,
-        namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
-        secrets: Vec<(Option<String>, SecretCache)>,
-    ) -> Self {
-        Self {
-            client,
-            coordinator,
-            metrics,
-            recorder,
-            scope,
-            namespaces,
-            secrets,
-            readers: SecretReaders::default(),
-            watch_errors: WatchErrorLog::default(),
-            api_errors: Mutex::default(),
-        }
-    }
-
-    /// The Secrets of `namespace` as the watches know them, once they have listed them.
-    pub fn secrets_in(&self, namespace: &str) -> Option<&SecretCache> {
-        let (_, cache) = self.secrets.iter().find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
-        cache.is_ready().then_some(cache)
-    }
-
-    /// Forgets the API error count of connections for which `exists` is false.
-    pub fn retain_api_errors(&self, exists: impl Fn(&ObjectRef<DynamicObject>) -> bool) {
-        self.api_errors.lock().expect("never poisoned").retain(|key, _| exists(key));
-    }
-}
-
-/// Credentials that can be sent, where to, and what follows from them.
-#[derive(Clone)]
-struct Usable {
-    accounts: AccountsUrl,
-    credential: Credential,
-    fingerprint: String,
-    refresh_before: Option<Duration>,
-    /// Where the credentials Secret is, and its resourceVersion: a grant code's refresh token is
-    /// written back only into the Secret the code was read from.
-    secret_namespace: String,
-    secret_version: String,
-}
-
-/// Everything a reconcile reads before deciding.
-struct Inputs {
-    targets: Targets,
-    usable: Result<Usable, Problem>,
-}
 
 /// What a reconcile ends with.
 struct Outcome {
@@ -143,18 +47,17 @@ struct Outcome {
 
 pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let connection = connection.as_ref();
-    if !K::NAMESPACED && !namespaces_known(&ctx) {
-        // An empty list of namespaces would look like "select none" and remove every Secret.
+    if !K::NAMESPACED && !ctx.namespaces_known() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    let mut inputs = read(connection, &ctx).await?;
+    let mut inputs = inputs::read(connection, &ctx).await?;
     // Another shard's connection: a change of its credentials (which the readers index reports)
     // or of itself may make it this shard's.
-    let key = match &inputs.usable {
+    let shard_key = match &inputs.usable {
         Ok(usable) => usable.fingerprint.clone(),
         Err(_) => connection.uid().unwrap_or_default(),
     };
-    if !ctx.scope.shard.serves(&key) {
+    if !ctx.scope.shard.serves(&shard_key) {
         ctx.metrics.forget_connection(&ConnectionLabels {
             namespace: connection.namespace().unwrap_or_default(),
             name: connection.name_any(),
@@ -170,7 +73,7 @@ pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> 
         && let Some(exchanged) = ctx.coordinator.pending_exchange(&usable.fingerprint)
     {
         // A grant code was exchanged, but its refresh token is not in the Secret yet.
-        inputs.usable = Ok(write_back(connection, &ctx, usable, exchanged).await?.0);
+        inputs.usable = Ok(exchange::write_back(connection, &ctx, usable, exchanged).await?.0);
     }
     let fingerprint = inputs.usable.as_ref().map(|usable| usable.fingerprint.as_str());
     let shared = fingerprint.map(|fp| ctx.coordinator.view(fp)).unwrap_or_default();
@@ -179,7 +82,7 @@ pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> 
         now,
         generation: connection.meta().generation,
         status: &previous,
-        refresh_request: refresh_request(connection),
+        refresh_request: inputs::refresh_request(connection),
         refresh_before: inputs.usable.as_ref().ok().and_then(|usable| usable.refresh_before),
         fingerprint,
         stored: inputs.targets.stored(),
@@ -206,88 +109,8 @@ pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> 
     let failure = outcome.failure;
     write_status(connection, &ctx, outcome.status, outcome.written).await?;
     ctx.metrics.reconciled(failure);
-    ctx.api_errors.lock().expect("never poisoned").remove(&ObjectRef::from_obj(connection).erase());
+    ctx.api_succeeded(connection);
     Ok(requeue_at(outcome.next))
-}
-
-fn namespaces_known(ctx: &Context) -> bool {
-    use futures::FutureExt;
-    ctx.namespaces.as_ref().is_some_and(|store| matches!(store.wait_until_ready().now_or_never(), Some(Ok(()))))
-}
-
-/// The two reads: the target Secrets, then, unless something already rules a request out, the
-/// credentials.
-async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Error> {
-    let targets = Targets::read(connection, ctx).await?;
-    let source = &connection.source().credentials;
-    let namespace = connection.own_namespace().unwrap_or_else(|| ctx.scope.cluster_resource_namespace.clone());
-    // A foreign Secret under the target's name matters too: once it is gone, the name is free.
-    let mut read = vec![(namespace.as_str(), source.secret_ref.name.as_str())];
-    if K::NAMESPACED && targets.has_conflicts() {
-        read.push((namespace.as_str(), targets.name.as_str()));
-    }
-    ctx.readers.record(connection, &read);
-    let usable = match usable_without_credentials(connection, ctx, &targets) {
-        Err(problem) => Err(problem),
-        Ok((accounts, refresh_before)) => {
-            let secret = match ctx.secrets_in(&namespace) {
-                Some(cache) => cache.credentials(&ctx.client, &namespace, &source.secret_ref.name).await?,
-                None => {
-                    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-                    secrets.get_opt(&source.secret_ref.name).await?.map(Arc::new)
-                }
-            };
-            credentials::from_secret(source, &namespace, secret.as_deref())
-                .and_then(|credential| match credential {
-                    Credential::GrantCode(_) if !ctx.scope.grant_code_bootstrap => {
-                        Err(Problem::GrantCodeBootstrapDisabled { name: source.secret_ref.name.clone() })
-                    }
-                    credential => Ok(credential),
-                })
-                .map(|credential| Usable {
-                    fingerprint: credential.fingerprint(&accounts),
-                    accounts,
-                    credential,
-                    refresh_before,
-                    secret_version: secret.and_then(|s| s.metadata.resource_version.clone()).unwrap_or_default(),
-                    secret_namespace: namespace.clone(),
-                })
-        }
-    };
-    Ok(Inputs { targets, usable })
-}
-
-/// Checks everything that needs no credentials, in the order a person would fix it. The accounts
-/// URL is checked before the credentials are even read: they must never travel to a host that is
-/// not allowed.
-fn usable_without_credentials<K: Connection>(
-    connection: &K,
-    ctx: &Context,
-    targets: &Targets,
-) -> Result<(AccountsUrl, Option<Duration>), Problem> {
-    if let Some(problem) = targets.blocking_problem() {
-        return Err(problem);
-    }
-    let source = connection.source();
-    let refresh_before = source
-        .refresh_before
-        .as_deref()
-        .map(schedule::parse_go_duration)
-        .transpose()
-        .map_err(Problem::InvalidRefreshBefore)?;
-    let accounts = match &source.accounts_url {
-        Some(url) => AccountsUrl::parse(url)?,
-        None => AccountsUrl::of(source.data_center),
-    };
-    ctx.coordinator.accounts_client().allow_list().check(&accounts)?;
-    if let Some(template) = &connection.shape().template {
-        template::check(template)?;
-    }
-    Ok((accounts, refresh_before))
-}
-
-fn refresh_request<K: Connection>(connection: &K) -> Option<&str> {
-    connection.meta().annotations.as_ref()?.get(REFRESH_REQUESTED_AT_ANNOTATION).map(String::as_str)
 }
 
 /// Where the token lives, for messages.
@@ -317,7 +140,7 @@ async fn act<K: Connection>(
                 Ok((token, exchanged)) => {
                     let usable = exchanged.as_ref().unwrap_or(usable);
                     let refresh_at = schedule::refresh_at(token.issued_at, token.expires_at, usable.refresh_before);
-                    let handled = if forced { refresh_request(connection) } else { None };
+                    let handled = if forced { inputs::refresh_request(connection) } else { None };
                     serve(connection, ctx, inputs, usable, report, token, refresh_at, handled).await
                 }
                 Err(problem) => Ok(failed(report, inputs, &problem, usable_token.as_ref())),
@@ -326,10 +149,10 @@ async fn act<K: Connection>(
         Decision::Wait { until, why, restore } => {
             let mut written = inputs.targets.owned_namespaces();
             let mut usable = usable_token;
-            if let (Some(token), Ok(credentials)) = (restore, &inputs.usable) {
-                let token = with_api_domain(token, connection);
-                let rendered = render(connection, &token).unwrap_or_default();
-                written = write(connection, ctx, inputs, credentials, &token, &rendered).await?.namespaces;
+            if let (Some(token), Ok(credentials)) = (restore, &inputs.usable)
+                && let Ok((token, restored)) = write(connection, ctx, inputs, credentials, token).await?
+            {
+                written = restored.namespaces;
                 usable = Some(token);
             }
             match why {
@@ -370,12 +193,10 @@ async fn serve<K: Connection>(
     refresh_at: Timestamp,
     handled_request: Option<&str>,
 ) -> Result<Outcome, Error> {
-    let token = with_api_domain(token, connection);
-    let rendered = match render(connection, &token) {
-        Ok(rendered) => rendered,
+    let (token, written) = match write(connection, ctx, inputs, usable, token).await? {
+        Ok(written) => written,
         Err(problem) => return Ok(failed(report, inputs, &problem, inputs.targets.usable(report.now))),
     };
-    let written = write(connection, ctx, inputs, usable, &token, &rendered).await?;
     ctx.coordinator.remember(&usable.fingerprint, &token);
     let mut status = report.served(&token, refresh_at, handled_request);
     let failure = written.problems.first().map(|problem| {
@@ -387,32 +208,27 @@ async fn serve<K: Connection>(
     Ok(Outcome { status, written: written.namespaces, next: refresh_at, failure })
 }
 
+/// Writes `token` to the targets, with the connection's template rendered from it. A template
+/// that fails writes nothing.
 async fn write<K: Connection>(
     connection: &K,
     ctx: &Context,
     inputs: &Inputs,
     usable: &Usable,
-    token: &IssuedToken,
-    rendered: &std::collections::BTreeMap<String, String>,
-) -> Result<Written, Error> {
-    let owner = connection.controller_owner_ref(&()).expect("a connection read from the API server has a name and uid");
-    Ok(inputs.targets.write(&ctx.client, &owner, connection.shape(), token, &usable.fingerprint, rendered).await?)
-}
-
-fn render<K: Connection>(
-    connection: &K,
-    token: &IssuedToken,
-) -> Result<std::collections::BTreeMap<String, String>, Problem> {
-    match &connection.shape().template {
-        Some(template) => template::render(template, &token.into()),
-        None => Ok(Default::default()),
-    }
-}
-
-/// Zoho names the API domain in its answer; older answers may not, and then the data center's is right.
-fn with_api_domain<K: Connection>(mut token: IssuedToken, connection: &K) -> IssuedToken {
+    mut token: IssuedToken,
+) -> Result<Result<(IssuedToken, Written), Problem>, Error> {
+    // Zoho names the API domain in its answer; older answers may not, and then the data center's is right.
     token.api_domain.get_or_insert_with(|| connection.source().data_center.api_domain().to_string());
-    token
+    let rendered =
+        match connection.shape().template.as_ref().map(|template| template::render(template, &(&token).into())) {
+            Some(Err(problem)) => return Ok(Err(problem)),
+            Some(Ok(rendered)) => rendered,
+            None => Default::default(),
+        };
+    let owner = connection.controller_owner_ref(&()).expect("a connection read from the API server has a name and uid");
+    let written =
+        inputs.targets.write(&ctx.client, &owner, connection.shape(), &token, &usable.fingerprint, &rendered).await?;
+    Ok(Ok((token, written)))
 }
 
 /// Asks the coordinator for a new token. A grant code is exchanged and its refresh token written
@@ -450,53 +266,10 @@ async fn mint<K: Connection>(
                 Ok(exchanged) => exchanged,
                 Err(failure) => return Ok(Err(problem(failure))),
             };
-            let (refreshed, token) = write_back(connection, ctx, usable, exchanged).await?;
+            let (refreshed, token) = exchange::write_back(connection, ctx, usable, exchanged).await?;
             Ok(Ok((token, Some(refreshed))))
         }
     }
-}
-
-/// Writes the refresh token a grant code was exchanged for into the credentials Secret, in place
-/// of the code. The exchange's access token is served: Zoho minted it already. Until this
-/// succeeds, the coordinator holds the exchange, and a failed write is retried from memory.
-async fn write_back<K: Connection>(
-    connection: &K,
-    ctx: &Context,
-    usable: &Usable,
-    exchanged: Exchanged,
-) -> Result<(Usable, IssuedToken), Error> {
-    let Exchanged { exchange: exchanged, at: exchanged_at } = exchanged;
-    let Credential::GrantCode(grant) = &usable.credential else {
-        unreachable!("only a grant code is exchanged");
-    };
-    let source = &connection.source().credentials;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &usable.secret_namespace);
-    credentials::write_back(&secrets, source, &usable.secret_version, &exchanged.refresh_token).await?;
-    info!(
-        secret = %source.secret_ref.name,
-        window_ms = exchanged_at.elapsed().as_millis(),
-        "wrote the refresh token a grant code was exchanged for back into the credentials Secret"
-    );
-    let credential = Credential::Refresh(Credentials {
-        client_id: grant.client_id.clone(),
-        client_secret: grant.client_secret.clone(),
-        refresh_token: exchanged.refresh_token,
-    });
-    let fingerprint = credential.fingerprint(&usable.accounts);
-    ctx.coordinator.written_back(&usable.fingerprint, &fingerprint, &exchanged.token);
-    let note = format!(
-        "exchanged the grant code in Secret {:?} for a refresh token, stored under key {:?}; the code was removed",
-        source.secret_ref.name, source.refresh_token_key
-    );
-    let event = Event {
-        type_: EventType::Normal,
-        reason: "GrantCodeExchanged".into(),
-        note: Some(note),
-        action: "Bootstrap".into(),
-        secondary: None,
-    };
-    publish(ctx, connection, event).await;
-    Ok((Usable { credential, fingerprint, ..usable.clone() }, exchanged.token))
 }
 
 /// Measured from the current time, not the reconcile's start: a timer set from an earlier instant
@@ -530,11 +303,7 @@ async fn write_status<K: Connection>(
     if connection.status() == Some(&status) {
         return Ok(());
     }
-    let resource = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = match connection.own_namespace() {
-        Some(namespace) => Api::namespaced_with(ctx.client.clone(), &namespace, &resource),
-        None => Api::all_with(ctx.client.clone(), &resource),
-    };
+    let api = ctx.api_of(connection);
     let patch = json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
     api.patch_status(&labels.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
 
@@ -550,28 +319,15 @@ async fn write_status<K: Connection>(
             action: "Reconcile".into(),
             secondary: None,
         };
-        publish(ctx, connection, event).await;
+        ctx.publish(connection, event).await;
     }
     Ok(())
-}
-
-/// Records an event; a failure to do so is logged, not fatal.
-pub async fn publish<K: Connection>(ctx: &Context, connection: &K, event: Event) {
-    if let Err(err) = ctx.recorder.publish(&event, &connection.object_ref(&())).await {
-        warn!(error = %err, "could not record an event");
-    }
 }
 
 /// Kubernetes API errors end up here; Zoho's are handled inside reconcile, where the status can
 /// tell the user about them.
 pub fn error_policy<K: Connection>(connection: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = ObjectRef::from_obj(connection.as_ref()).erase();
-    let attempts = {
-        let mut api_errors = ctx.api_errors.lock().expect("never poisoned");
-        let attempts = api_errors.entry(key).or_insert(0);
-        *attempts += 1;
-        *attempts
-    };
+    let attempts = ctx.api_error(connection.as_ref());
     ctx.metrics.reconciled(Some(error.reason()));
     warn!(error = %error, attempts, "reconcile failed");
     Action::requeue(schedule::api_retry_delay(attempts, rand::random()))

@@ -17,6 +17,10 @@ use crate::{
     zoho::{AccountsUrl, Credentials, GrantCode},
 };
 
+/// Zoho's client ids, secrets, refresh tokens and grant codes are around 100 characters; a longer
+/// value is a wrong file or key, and is not worth sending to Zoho, nor holding for every reconcile.
+const MAX_VALUE_BYTES: usize = 4096;
+
 /// What the credentials Secret holds: a refresh token to mint with, or a grant code to exchange
 /// for one first.
 #[derive(Clone, Debug)]
@@ -65,6 +69,9 @@ pub fn from_secret(
     let read = |key: &String| -> Result<Option<String>, Problem> {
         let Some(raw) = secret.data.as_ref().and_then(|data| data.get(key)) else { return Ok(None) };
         let invalid = |problem| Problem::InvalidCredentialsSecret { name: name.clone(), key: key.clone(), problem };
+        if raw.0.len() > MAX_VALUE_BYTES {
+            return Err(invalid("is longer than 4096 bytes, which no Zoho id, secret, token or code is"));
+        }
         let text = std::str::from_utf8(&raw.0).map_err(|_| invalid("is not UTF-8 text"))?.trim();
         if text.is_empty() {
             return Err(invalid("is empty"));
@@ -176,7 +183,12 @@ mod tests {
 
     #[test]
     fn each_problem_gets_its_own_reason_and_no_value_is_echoed() {
-        let cases: [(Option<Secret>, &str); 6] = [
+        let long = vec![b'x'; 1 << 20];
+        let cases: [(Option<Secret>, &str); 7] = [
+            (
+                Some(secret(&[("client_id", b"id"), ("client_secret", b"s"), ("refresh_token", long.as_slice())])),
+                "InvalidCredentialsSecret",
+            ),
             (None, "CredentialsSecretNotFound"),
             (Some(secret(&[("client_id", b"id"), ("client_secret", b"SENTINEL-s")])), "CredentialsKeyMissing"),
             (

@@ -5,10 +5,15 @@ pub mod api;
 pub mod bootstrap;
 pub mod cache;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod credentials;
 pub mod error;
+pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod inputs;
 pub mod leader;
 pub mod metrics;
 pub mod mint;

@@ -23,6 +23,9 @@ use crate::{
 /// never sent again, whatever the time.
 pub const GRANT_CODE_INVALID: &str = "GrantCodeInvalid";
 
+/// How far ahead of this replica's clock another replica's may be when it stamps a token.
+const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
 /// Everything the decision depends on.
 #[derive(Clone, Copy, Debug)]
 pub struct Facts<'a> {
@@ -80,9 +83,11 @@ pub fn decide(facts: &Facts) -> Decision {
     let serve = |token: &IssuedToken| Decision::Serve { token: token.clone(), refresh_at: refresh_at(token) };
     let current = |token: &IssuedToken| !forced && now < refresh_at(token);
 
-    // The target's own token, minted with these credentials and not yet due.
+    // The target's own token, minted with these credentials, not yet due, and not issued in the
+    // future: that expiry was edited by hand and says nothing about when Zoho lets the token die.
     if let Some(stored) = facts.stored
         && stored.fingerprint.as_deref() == Some(fingerprint)
+        && stored.token.issued_at <= now + CLOCK_SKEW
         && current(&stored.token)
     {
         return serve(&stored.token);
@@ -324,6 +329,18 @@ mod tests {
     }
 
     #[test]
+    fn a_stored_token_issued_in_the_future_is_not_vouched_for() {
+        // Annotations moved a day ahead together keep a plausible lifetime, but the token they
+        // describe dies at Zoho an hour after its real mint.
+        let row =
+            Row { now: 5, status: issued_status(), stored: Some(stored("a", 24 * 60, FINGERPRINT)), ..Row::default() };
+        assert_eq!(mints(&row.decide()), Some(false));
+        let skewed =
+            Row { now: 5, status: issued_status(), stored: Some(stored("a", 9, FINGERPRINT)), ..Row::default() };
+        assert!(served(&skewed.decide()).is_some(), "another replica's clock may run a few minutes ahead");
+    }
+
+    #[test]
     fn a_lost_target_gets_the_token_held_in_memory() {
         let row = Row { now: 5, status: issued_status(), shared: shared_latest("a", 0), ..Row::default() };
         assert_eq!(served(&row.decide()), Some(("1000.a".into(), at(40))));
@@ -524,6 +541,197 @@ mod tests {
         fn a_request_waits_out_a_recorded_backoff() {
             let row = requested(status(true, "AccountsServerError", Some(6), 1), "again");
             assert_eq!(waits(&row.decide()).map(|w| w.1), Some("recorded".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! The promises of `decide` over generated facts, built with the table tests' fixtures.
+
+    use std::collections::VecDeque;
+
+    use jiff::SignedDuration;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use proptest::prelude::*;
+
+    use super::{fixtures::*, *};
+    use crate::{mint::CredentialView, zoho::ZohoError};
+
+    const REASONS: [&str; 7] = [
+        TOKEN_ISSUED,
+        "AccountsServerError",
+        "Throttled",
+        "MintBudgetExhausted",
+        "RefreshTokenRevoked",
+        "TargetSecretNotOwned",
+        GRANT_CODE_INVALID,
+    ];
+
+    /// Owned facts, which `decide` then borrows.
+    #[derive(Clone, Debug)]
+    struct Generated {
+        now: i64,
+        generation: i64,
+        status: ConnectionStatus,
+        refresh_request: Option<&'static str>,
+        refresh_before: Option<Duration>,
+        problem: Option<Problem>,
+        stored: Option<StoredToken>,
+        shared: CredentialView,
+        max_mints: usize,
+    }
+
+    impl Generated {
+        fn decide(&self) -> Decision {
+            let fingerprint = match &self.problem {
+                Some(problem) => Err(problem),
+                None => Ok(FINGERPRINT),
+            };
+            decide(&Facts {
+                now: at(self.now),
+                generation: Some(self.generation),
+                status: &self.status,
+                refresh_request: self.refresh_request,
+                refresh_before: self.refresh_before,
+                fingerprint,
+                stored: self.stored.as_ref(),
+                shared: &self.shared,
+                budget: MintBudget { max_mints: self.max_mints, window: Duration::from_secs(600) },
+            })
+        }
+
+        /// The status records a wait with these very inputs that has not ended.
+        fn pending_wait(&self) -> bool {
+            let Some(condition) = self.status.ready_condition() else { return false };
+            let reason = condition.reason.as_str();
+            let waits = self.status.failed_attempts > 0 || matches!(reason, "Throttled" | "MintBudgetExhausted");
+            let until = self.status.next_refresh_time.as_ref().map(|t| t.0);
+            let open = reason == GRANT_CODE_INVALID || until.is_some_and(|until| at(self.now) < until);
+            reason != TOKEN_ISSUED
+                && waits
+                && open
+                && self.status.credentials_fingerprint.as_deref() == Some(FINGERPRINT)
+                && self.status.observed_generation == Some(self.generation)
+        }
+    }
+
+    /// A token of any lifetime up to two hours, also expired, also not yet issued.
+    fn any_token() -> impl Strategy<Value = IssuedToken> {
+        (-200i64..200, 0i64..7200).prop_map(|(issued, lifetime)| {
+            let mut token = token(&format!("t{issued}-{lifetime}"), issued);
+            token.expires_at = token.issued_at + SignedDuration::from_secs(lifetime);
+            token
+        })
+    }
+
+    fn any_status() -> impl Strategy<Value = ConnectionStatus> {
+        (
+            any::<bool>(),
+            proptest::sample::select(REASONS.to_vec()),
+            proptest::option::of(-100i64..200),
+            0i32..4,
+            prop_oneof![Just(FINGERPRINT), Just("v1-old")],
+            1i64..=2,
+            proptest::option::of(prop_oneof![Just("a"), Just("b")]),
+        )
+            .prop_map(|(ready, reason, next, attempts, fingerprint, generation, handled)| {
+                let mut status = status(ready, reason, next, attempts);
+                status.credentials_fingerprint = Some(fingerprint.into());
+                status.observed_generation = Some(generation);
+                status.last_refresh_request = handled.map(str::to_string);
+                status
+            })
+    }
+
+    fn any_problem() -> impl Strategy<Value = Problem> {
+        prop_oneof![
+            Just(Problem::CredentialsSecretNotFound { namespace: "ns".into(), name: "zoho-oauth".into() }),
+            Just(Problem::TargetSecretNotOwned { namespace: "ns".into(), name: "t".into(), owner: "x".into() }),
+            Just(Problem::Zoho(ZohoError::AccountsUrlNotAllowed { origin: "http://169.254.169.254".into() })),
+            Just(Problem::InvalidRefreshBefore("20 minutes".into())),
+        ]
+    }
+
+    fn any_view() -> impl Strategy<Value = CredentialView> {
+        (
+            proptest::option::of(any_token()),
+            proptest::collection::vec(-30i64..30, 0..10),
+            proptest::option::of(-30i64..30),
+            proptest::option::of(-90i64..30),
+        )
+            .prop_map(|(latest, mut mints, throttled, rejected)| {
+                mints.sort_unstable();
+                CredentialView {
+                    latest,
+                    recent_mints: mints.into_iter().map(at).collect::<VecDeque<_>>(),
+                    throttled_until: throttled.map(at),
+                    rejected: rejected.map(|minutes| (ZohoError::RefreshTokenRevoked, at(minutes))),
+                }
+            })
+    }
+
+    prop_compose! {
+        fn any_facts()(
+            now in -100i64..200,
+            generation in 1i64..=2,
+            status in any_status(),
+            refresh_request in proptest::option::of(prop_oneof![Just("a"), Just("b")]),
+            refresh_before in proptest::option::of((0u64..7200).prop_map(Duration::from_secs)),
+            problem in proptest::option::of(any_problem()),
+            stored in proptest::option::of((any_token(), prop_oneof![Just(FINGERPRINT), Just("v1-old")])),
+            shared in any_view(),
+            max_mints in 1usize..5,
+        ) -> Generated {
+            let stored = stored.map(|(token, fingerprint)| StoredToken { token, fingerprint: Some(fingerprint.into()) });
+            Generated { now, generation, status, refresh_request, refresh_before, problem, stored, shared, max_mints }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn a_decision_never_serves_an_expired_token_nor_waits_for_the_past(facts in any_facts()) {
+            let now = at(facts.now);
+            match facts.decide() {
+                Decision::Serve { token, refresh_at } => {
+                    prop_assert!(token.expires_at > now, "serves a token that expired at {}", token.expires_at);
+                    prop_assert!(refresh_at > now, "serves a token due at {refresh_at}");
+                }
+                Decision::Wait { until, restore, .. } => {
+                    prop_assert!(until > now, "waits until {until}, which is not after {now}");
+                    if let Some(token) = restore {
+                        prop_assert!(token.expires_at > now, "restores a token that expired at {}", token.expires_at);
+                    }
+                }
+                Decision::Mint { .. } => {}
+            }
+        }
+
+        #[test]
+        fn a_problem_never_mints(facts in any_facts(), problem in any_problem()) {
+            let facts = Generated { problem: Some(problem), ..facts };
+            let decision = facts.decide();
+            prop_assert!(!matches!(decision, Decision::Mint { .. }), "mints despite a problem: {decision:?}");
+        }
+
+        #[test]
+        fn a_pending_recorded_wait_never_mints(facts in any_facts(), until in 1i64..100, attempts in 1i32..4) {
+            let mut facts = Generated { problem: None, ..facts };
+            if !facts.pending_wait() {
+                // Make the generated status one that records an open wait for these inputs.
+                facts.status.failed_attempts = attempts;
+                facts.status.next_refresh_time = Some(Time(at(facts.now + until)));
+                facts.status.credentials_fingerprint = Some(FINGERPRINT.into());
+                facts.status.observed_generation = Some(facts.generation);
+                if facts.status.ready_condition().is_some_and(|c| c.reason == TOKEN_ISSUED) {
+                    facts.status.conditions[0].reason = "AccountsServerError".into();
+                }
+            }
+            prop_assert!(facts.pending_wait());
+            let decision = facts.decide();
+            prop_assert!(!matches!(decision, Decision::Mint { .. }), "mints during a recorded wait: {decision:?}");
         }
     }
 }

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams},
+    api::{ListParams, Patch, PatchParams},
     runtime::{
         controller::Action,
         events::{Event, EventType},
@@ -20,11 +20,10 @@ use tracing::{info, warn};
 
 use crate::{
     api::{ACCESS_TOKEN_KEY, Connection, MANAGED_BY_LABEL, MANAGED_BY_VALUE, REVOKE_FINALIZER},
-    controller::{Context, publish},
+    context::Context,
     error::Error,
     schedule,
     targets::Targets,
-    zoho::AccountsUrl,
 };
 
 /// How long an unreachable Zoho may hold up a deletion.
@@ -53,12 +52,7 @@ pub async fn sync_finalizer<K: Connection>(connection: &K, ctx: &Context) -> Res
 /// Sets the finalizers, provided nobody changed the object since it was read.
 async fn set_finalizers<K: Connection>(connection: &K, ctx: &Context, finalizers: Vec<String>) -> Result<(), Error> {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": connection.resource_version()}});
-    let resource = ApiResource::erase::<K>(&());
-    let api: Api<DynamicObject> = match connection.own_namespace() {
-        Some(namespace) => Api::namespaced_with(ctx.client.clone(), &namespace, &resource),
-        None => Api::all_with(ctx.client.clone(), &resource),
-    };
-    api.patch(&connection.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    ctx.api_of(connection).patch(&connection.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
 }
 
@@ -100,7 +94,7 @@ pub async fn finalize<K: Connection>(connection: &K, ctx: &Context) -> Result<Ac
     };
     info!(reason, "{note}");
     let event = Event { type_, reason: reason.into(), note: Some(note), action: "Delete".into(), secondary: None };
-    publish(ctx, connection, event).await;
+    ctx.publish(connection, event).await;
     let finalizers = connection.finalizers().iter().filter(|f| *f != REVOKE_FINALIZER).cloned().collect();
     set_finalizers(connection, ctx, finalizers).await?;
     Ok(Action::await_change())
@@ -116,13 +110,9 @@ async fn revoke<K: Connection>(connection: &K, ctx: &Context, deadline: Timestam
     if let Some(by) = served_elsewhere(connection, ctx, token.access_token.expose_secret()).await? {
         return Ok(Outcome::StillServed { by });
     }
-    let source = connection.source();
-    let accounts = match &source.accounts_url {
-        Some(url) => match AccountsUrl::parse(url) {
-            Ok(accounts) => accounts,
-            Err(err) => return Ok(Outcome::Failed(err.to_string())),
-        },
-        None => AccountsUrl::of(source.data_center),
+    let accounts = match connection.source().accounts() {
+        Ok(accounts) => accounts,
+        Err(err) => return Ok(Outcome::Failed(err.to_string())),
     };
     let remaining = deadline.duration_since(now).max(SignedDuration::from_secs(1));
     let timeout = Duration::try_from(remaining).unwrap_or(REQUEST_TIMEOUT).min(REQUEST_TIMEOUT);

@@ -36,7 +36,17 @@ pub fn refresh_at(issued_at: Timestamp, expires_at: Timestamp, refresh_before: O
 /// RFC 3339 in UTC with whole seconds: the format of `expires_at`, of the annotations and of
 /// every time in a message.
 pub fn format_time(at: Timestamp) -> String {
-    at.round(jiff::Unit::Second).expect("rounding to seconds cannot overflow").to_string()
+    whole_seconds(at).to_string()
+}
+
+/// `at` rounded to the nearest second, or down where rounding up would pass the last
+/// representable second. Times come from Secrets anyone in the namespace may edit, and must
+/// never make the operator panic.
+pub fn whole_seconds(at: Timestamp) -> Timestamp {
+    at.round(jiff::Unit::Second).unwrap_or_else(|_| {
+        let down = jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Floor);
+        at.round(down).expect("rounding down cannot pass the earliest timestamp, a whole second")
+    })
 }
 
 /// A token is usable while it has not expired.
@@ -47,7 +57,7 @@ pub fn is_usable(expires_at: Timestamp, now: Timestamp) -> bool {
 /// How long to wait before the next attempt after `failed_attempts` consecutive failures (at least
 /// one). `jitter` in `[0, 1)` spreads retries of many connections so they do not arrive together.
 pub fn retry_delay(class: FailureClass, failed_attempts: u32, jitter: f64) -> Duration {
-    let jitter = jitter.clamp(0.0, 1.0);
+    let jitter = unit_fraction(jitter);
     match class {
         FailureClass::Transient => exponential(TRANSIENT_BASE, TRANSIENT_CAP, failed_attempts, jitter),
         FailureClass::Throttled => THROTTLE_WINDOW + THROTTLE_WINDOW.mul_f64(0.1 * jitter),
@@ -67,7 +77,12 @@ pub fn api_retry_delay(failed_attempts: u32, jitter: f64) -> Duration {
 fn exponential(base: Duration, cap: Duration, failed_attempts: u32, jitter: f64) -> Duration {
     let exponent = failed_attempts.saturating_sub(1).min(16);
     let full = base.saturating_mul(1 << exponent).min(cap);
-    full.div_f64(2.0) + full.div_f64(2.0).mul_f64(jitter.clamp(0.0, 1.0))
+    full.div_f64(2.0) + full.div_f64(2.0).mul_f64(unit_fraction(jitter))
+}
+
+/// `jitter` clamped to `[0, 1]`. `Duration::mul_f64` panics on NaN, which `clamp` passes through.
+fn unit_fraction(jitter: f64) -> f64 {
+    if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) }
 }
 
 /// A jitter fraction in `[0, 1)` derived from a stable seed, so that the retry time computed
@@ -130,6 +145,14 @@ mod tests {
     }
 
     #[test]
+    fn times_at_the_edges_of_the_calendar_format_without_panicking() {
+        // Found by the template fuzz target: rounding the last half second of time up overflowed.
+        assert_eq!(format_time(Timestamp::MAX), "9999-12-30T22:00:00Z");
+        assert_eq!(format_time(Timestamp::MIN), Timestamp::MIN.to_string());
+        assert_eq!(format_time(ts("2026-11-28T10:00:00.5Z")), "2026-11-28T10:00:01Z");
+    }
+
+    #[test]
     fn a_token_is_usable_strictly_before_its_expiry() {
         let expires = ts("2026-11-28T11:00:00Z");
         assert!(is_usable(expires, ts("2026-11-28T10:59:59Z")));
@@ -163,6 +186,15 @@ mod tests {
     }
 
     #[test]
+    fn a_jitter_that_is_not_a_number_counts_as_none() {
+        for class in [FailureClass::Transient, FailureClass::Throttled, FailureClass::Permanent] {
+            assert_eq!(retry_delay(class, 3, f64::NAN), retry_delay(class, 3, 0.0), "{class:?}");
+        }
+        assert_eq!(api_retry_delay(3, f64::NAN), api_retry_delay(3, 0.0));
+        assert_eq!(api_retry_delay(3, f64::INFINITY), api_retry_delay(3, 1.0));
+    }
+
+    #[test]
     fn stable_jitter_is_deterministic_and_in_range() {
         let a = stable_jitter("uid-1", 3);
         assert_eq!(a, stable_jitter("uid-1", 3));
@@ -178,6 +210,73 @@ mod tests {
         }
         for text in ["", "20", "m", "20x", "-5m", "1h 30m"] {
             assert!(parse_go_duration(text).is_err(), "{text}");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn class() -> impl Strategy<Value = FailureClass> {
+            prop_oneof![Just(FailureClass::Transient), Just(FailureClass::Throttled), Just(FailureClass::Permanent)]
+        }
+
+        proptest! {
+            #[test]
+            fn the_refresh_falls_between_half_the_lifetime_and_expiry(
+                issued in -10_000_000_000i64..10_000_000_000,
+                lifetime_ms in 0i64..(3 * 86_400_000),
+                refresh_before in proptest::option::of(prop_oneof![
+                    Just(Duration::ZERO),
+                    Just(Duration::MAX),
+                    (0u64..(4 * 86_400_000)).prop_map(Duration::from_millis),
+                ]),
+            ) {
+                let issued_at = Timestamp::from_second(issued).unwrap();
+                let expires_at = issued_at + SignedDuration::from_millis(lifetime_ms);
+                let at = refresh_at(issued_at, expires_at, refresh_before);
+                let half = SignedDuration::from_millis(lifetime_ms) / 2;
+                prop_assert!(issued_at <= at && at <= expires_at, "{at} outside [{issued_at}, {expires_at}]");
+                prop_assert!(at >= issued_at + half, "{at} is before half of the lifetime");
+                if refresh_before == Some(Duration::ZERO) {
+                    prop_assert_eq!(at, expires_at);
+                }
+                if refresh_before.is_none() {
+                    prop_assert_eq!(at, expires_at - SignedDuration::from_millis(lifetime_ms) / 3);
+                }
+            }
+
+            #[test]
+            fn backoff_never_shrinks_as_failures_add_up_and_is_capped(
+                class in class(),
+                attempts in 0u32..64,
+                jitter in 0.0f64..1.0,
+            ) {
+                let (this, next) = (retry_delay(class, attempts, jitter), retry_delay(class, attempts + 1, jitter));
+                prop_assert!(this <= next, "{class:?}: {this:?} after {attempts}, {next:?} after one more");
+                let cap = match class {
+                    FailureClass::Transient => TRANSIENT_CAP,
+                    FailureClass::Throttled => THROTTLE_WINDOW.mul_f64(1.1),
+                    FailureClass::Permanent => PERMANENT_RECHECK.mul_f64(1.1),
+                };
+                prop_assert!(next <= cap, "{class:?}: {next:?} beyond {cap:?}");
+                prop_assert!(this >= TRANSIENT_BASE / 2, "{class:?}: {this:?} retries too soon");
+
+                let (this, next) = (api_retry_delay(attempts, jitter), api_retry_delay(attempts + 1, jitter));
+                prop_assert!(this <= next && next <= API_RETRY_CAP, "API: {this:?}, then {next:?}");
+                prop_assert!(this >= API_RETRY_BASE / 2);
+            }
+
+            #[test]
+            fn any_jitter_gives_a_delay_within_the_caps(
+                class in class(),
+                attempts in any::<u32>(),
+                jitter in proptest::num::f64::ANY,
+            ) {
+                prop_assert!(retry_delay(class, attempts, jitter) <= PERMANENT_RECHECK.mul_f64(1.1));
+                prop_assert!(api_retry_delay(attempts, jitter) <= API_RETRY_CAP);
+            }
         }
     }
 }

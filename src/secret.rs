@@ -16,7 +16,7 @@ use crate::{
         ISSUED_AT_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretShape, TOKEN_TYPE_KEY,
     },
     schedule::format_time,
-    zoho::IssuedToken,
+    zoho::{IssuedToken, response::PLAUSIBLE_LIFETIME},
 };
 
 const STANDARD_KEYS: [&str; 4] = [ACCESS_TOKEN_KEY, API_DOMAIN_KEY, TOKEN_TYPE_KEY, EXPIRES_AT_KEY];
@@ -70,7 +70,7 @@ fn stored_token(secret: &Secret) -> Option<StoredToken> {
     let expires_at: Timestamp = annotation(secret, EXPIRES_AT_ANNOTATION)?.parse().ok()?;
     let issued_at: Timestamp = annotation(secret, ISSUED_AT_ANNOTATION)?.parse().ok()?;
     let data_expiry: Timestamp = standard(secret, EXPIRES_AT_KEY)?.parse().ok()?;
-    if data_expiry != expires_at || issued_at >= expires_at {
+    if data_expiry != expires_at || !written_by_the_operator(issued_at, expires_at) {
         return None;
     }
     let token = IssuedToken {
@@ -81,6 +81,16 @@ fn stored_token(secret: &Secret) -> Option<StoredToken> {
         expires_at,
     };
     Some(StoredToken { token, fingerprint: annotation(secret, FINGERPRINT_ANNOTATION).map(str::to_string) })
+}
+
+/// Whether the two times can be ones the operator wrote: whole seconds, a lifetime Zoho gives.
+/// Anything else was edited by hand, and a token whose expiry is a guess must not be served: a
+/// far-future expiry would keep a dead token in the Secret, never renewed.
+fn written_by_the_operator(issued_at: Timestamp, expires_at: Timestamp) -> bool {
+    let lifetime = expires_at.duration_since(issued_at).as_secs();
+    issued_at.subsec_nanosecond() == 0
+        && expires_at.subsec_nanosecond() == 0
+        && u64::try_from(lifetime).is_ok_and(|secs| PLAUSIBLE_LIFETIME.contains(&secs))
 }
 
 /// The complete Secret the operator applies. `rendered` holds the template's keys; a template key
@@ -245,5 +255,32 @@ mod tests {
             assert!(matches!(inspect(Some(&edited), "uid-1"), Target::Owned { stored: None, .. }));
             assert!(!is_up_to_date(&edited, &good));
         }
+    }
+
+    #[test]
+    fn an_expiry_the_operator_cannot_have_written_is_not_trusted() {
+        // Found by the stored_token fuzz target: annotations and data edited alike were trusted,
+        // whatever lifetime they claimed. The second row, trusted, crashed the operator when the
+        // status rounded its expiry up (tests/e2e/badinput.rs, case end-of-time).
+        let good = secret(&[]);
+        let retimed = |issued: &str, expires: &str| {
+            let mut edited = good.clone();
+            let annotations = edited.metadata.annotations.as_mut().unwrap();
+            annotations.insert(ISSUED_AT_ANNOTATION.into(), issued.into());
+            annotations.insert(EXPIRES_AT_ANNOTATION.into(), expires.into());
+            edited.data.as_mut().unwrap().insert(EXPIRES_AT_KEY.into(), ByteString(expires.as_bytes().to_vec()));
+            edited
+        };
+        for (issued, expires) in [
+            ("2026-11-28T10:00:00Z", "2100-01-01T00:00:00Z"),
+            ("9999-12-30T21:00:00Z", "9999-12-30T22:00:00.9Z"),
+            ("2026-11-28T10:00:00.5Z", "2026-11-28T11:00:00.5Z"),
+            ("2026-11-28T10:59:59Z", "2026-11-28T10:59:59Z"),
+        ] {
+            let edited = retimed(issued, expires);
+            assert!(matches!(inspect(Some(&edited), "uid-1"), Target::Owned { stored: None, .. }), "{expires}");
+        }
+        let day = retimed("2026-11-28T10:00:00Z", "2026-11-29T10:00:00Z");
+        assert!(matches!(inspect(Some(&day), "uid-1"), Target::Owned { stored: Some(_), .. }), "a day is plausible");
     }
 }

@@ -154,7 +154,7 @@ pub fn with_problem(
 }
 
 fn time(at: Timestamp) -> Time {
-    Time(at.round(jiff::Unit::Second).expect("rounding to seconds cannot overflow"))
+    Time(schedule::whole_seconds(at))
 }
 
 #[cfg(test)]
@@ -222,6 +222,15 @@ mod tests {
         assert_eq!(ready(&failed), (FALSE.into(), "RefreshTokenRevoked".into()));
         assert!(retry_at.unwrap() >= at(100), "rechecked after an hour at the earliest");
         assert_eq!(failed.expires_at, Some(time(at(60))), "the token stays visible");
+    }
+
+    #[test]
+    fn a_token_expiring_at_the_end_of_time_is_reported_without_panicking() {
+        // Its expiry came from a hand-edited Secret; rounding the last half second up overflowed.
+        let mut token = token("a", 0);
+        token.expires_at = Timestamp::MAX;
+        let served = report(&ConnectionStatus::default(), 0).served(&token, Timestamp::MAX, None);
+        assert_eq!(served.expires_at.unwrap().0.to_string(), "9999-12-30T22:00:00Z");
     }
 
     #[test]

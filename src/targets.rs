@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::{
     api::{Connection, FIELD_MANAGER},
-    controller::Context,
+    context::Context,
     error::Problem,
     schedule,
     secret::{self, StoredToken, Target},

@@ -4,10 +4,12 @@
 //! templates. Rendering is bounded in time (fuel) and size, because a template is written by
 //! whoever may edit a connection, and a hostile one must not stall the operator.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, panic::AssertUnwindSafe};
 
 use jiff::Timestamp;
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, context};
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value, context, value::ValueKind,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{api::SecretTemplate, error::Problem, schedule::format_time, zoho::IssuedToken};
@@ -16,6 +18,10 @@ use crate::{api::SecretTemplate, error::Problem, schedule::format_time, zoho::Is
 const FUEL: u64 = 50_000;
 /// The rendered value of one key; a Secret holds at most 1 MiB in all.
 const MAX_RENDERED_BYTES: usize = 64 * 1024;
+/// Items of lists and maps one `{{ ... }}` may print. minijinja charges fuel per item when a loop
+/// or filter walks a list, but not when it prints one: in a release build `{{ [1] * 100000000 }}`
+/// took 8 seconds of CPU (19 with the token) before fuel stopped it, blocking a runtime thread.
+const MAX_PRINTED_ITEMS: usize = 10_000;
 
 /// The variables a template sees.
 pub struct TokenFields<'a> {
@@ -41,7 +47,39 @@ fn environment() -> Environment<'static> {
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_auto_escape_callback(|_| AutoEscape::None);
     env.set_fuel(Some(FUEL));
+    // minijinja 3.1's printf-style `format` panics on a format string with a non-ASCII character
+    // after `%(` (found by the template fuzz target); `~` joins strings without it.
+    env.remove_filter("format");
+    env.set_formatter(|out: &mut Output, state: &mut State, value: &Value| {
+        let mut budget = MAX_PRINTED_ITEMS;
+        if !printable_within(value, &mut budget) {
+            let message = format!("a list or map of more than {MAX_PRINTED_ITEMS} items cannot be printed");
+            return Err(Error::new(ErrorKind::InvalidOperation, message));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env
+}
+
+/// Whether printing `value` visits at most `budget` items, nested ones included. It stops
+/// counting at the budget, so that the check itself stays cheap for a list of any length.
+fn printable_within(value: &Value, budget: &mut usize) -> bool {
+    if !matches!(value.kind(), ValueKind::Seq | ValueKind::Map | ValueKind::Iterable) {
+        return true;
+    }
+    let Ok(items) = value.try_iter() else { return true };
+    for item in items {
+        let Some(left) = budget.checked_sub(1) else { return false };
+        *budget = left;
+        let nested = match value.kind() {
+            ValueKind::Map => value.get_item(&item).unwrap_or_default(),
+            _ => item,
+        };
+        if !printable_within(&nested, budget) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Checks every template by rendering it with stand-in values, so that a broken template is
@@ -68,7 +106,15 @@ fn render_all(
     fields: &TokenFields,
     detailed_errors: bool,
 ) -> Result<BTreeMap<String, String>, Problem> {
-    let env = environment();
+    render_with(&environment(), template, fields, detailed_errors)
+}
+
+fn render_with(
+    env: &Environment,
+    template: &SecretTemplate,
+    fields: &TokenFields,
+    detailed_errors: bool,
+) -> Result<BTreeMap<String, String>, Problem> {
     let context = context! {
         access_token => fields.access_token.expose_secret(),
         api_domain => fields.api_domain,
@@ -81,7 +127,11 @@ fn render_all(
         .iter()
         .map(|(key, source)| {
             let invalid = |detail: String| Problem::InvalidTemplate { key: key.clone(), detail };
-            let rendered = env.render_str(source, context.clone()).map_err(|err| {
+            // A panic in the engine would end the reconcile and with it the whole process, for
+            // every connection; it is this template's problem instead.
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| env.render_str(source, context.clone())))
+                .map_err(|_| invalid("the template engine failed on it; simplify the template".to_string()))?;
+            let rendered = outcome.map_err(|err| {
                 let line = err.line().map(|line| format!(" at line {line}")).unwrap_or_default();
                 match (detailed_errors, err.detail()) {
                     (true, Some(detail)) => invalid(format!("{}{line}: {detail}", err.kind())),
@@ -137,6 +187,14 @@ mod tests {
     }
 
     #[test]
+    fn short_lists_and_maps_still_print() {
+        let token = SecretString::from("1000.abc");
+        let source = "{{ [access_token, token_type] }} {{ {'t': access_token} }} {{ [1] * 3 }}";
+        let rendered = render(&template(&[("k", source)]), &fields(&token)).unwrap();
+        assert_eq!(rendered["k"], "['1000.abc', 'Bearer'] {'t': '1000.abc'} [1, 1, 1]");
+    }
+
+    #[test]
     fn html_characters_are_not_escaped() {
         let token = SecretString::from("1000.a&b<c>");
         let rendered = render(&template(&[("t.html", "{{ access_token }}")]), &fields(&token)).unwrap();
@@ -150,12 +208,33 @@ mod tests {
             ("{{ client_secret }}", "undefined"),
             ("{% for x in range(100000) %}{% for y in range(100000) %}{% endfor %}{% endfor %}", "fuel"),
             ("{{ 'x' * 70000 }}", "more than"),
+            // Found by the template fuzz target: printing a lazily repeated list costs no fuel.
+            ("{{ [access_token] * 100000000 }}", "cannot be printed"),
+            ("{{ [[1] * 10000] * 10000 }}", "cannot be printed"),
+            ("{{ {'a': [1] * 100000000} }}", "cannot be printed"),
         ] {
+            let started = std::time::Instant::now();
             let err = check(&template(&[("bad", source)])).unwrap_err();
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "{source} took {:?}", started.elapsed());
             assert_eq!(err.reason(), "InvalidTemplate");
             let message = err.to_string();
             assert!(message.contains("[\"bad\"]") && message.to_lowercase().contains(expected), "{source}: {message}");
         }
+    }
+
+    #[test]
+    fn a_template_that_crashed_the_engine_is_an_error() {
+        // `format` panicked on this; the filter is gone.
+        let err = check(&template(&[("k", "{{ '%(é'|format(1) }}")])).unwrap_err();
+        assert!(err.to_string().contains("unknown filter"), "{err}");
+        // Any other panic in the engine is caught too.
+        let mut env = environment();
+        env.add_filter("explode", |_: String| -> String { panic!("a bug in a filter") });
+        let token = SecretString::from("1000.SENTINEL");
+        let err =
+            render_with(&env, &template(&[("k", "{{ access_token|explode }}")]), &fields(&token), false).unwrap_err();
+        assert_eq!(err.reason(), "InvalidTemplate");
+        assert!(err.to_string().contains("the template engine failed on it"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use kube::{KubeSchema, Resource};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 pub use zoho_connection::{TargetSecret, ZohoConnection, ZohoConnectionSpec, ZohoConnectionStatus};
 
-use crate::zoho::DataCenter;
+use crate::zoho::{AccountsUrl, DataCenter, ZohoError};
 
 pub const FIELD_MANAGER: &str = "zoho-token-operator";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -81,6 +81,16 @@ pub struct TokenSource {
     /// refresh token, and never a token another connection still serves).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub revoke_on_delete: bool,
+}
+
+impl TokenSource {
+    /// The accounts server: `accountsUrl`, else the data center's.
+    pub fn accounts(&self) -> Result<AccountsUrl, ZohoError> {
+        match &self.accounts_url {
+            Some(url) => AccountsUrl::parse(url),
+            None => Ok(AccountsUrl::of(self.data_center)),
+        }
+    }
 }
 
 /// A Secret holding the OAuth client's credentials: in the ZohoConnection's own namespace, or in

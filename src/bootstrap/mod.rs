@@ -183,14 +183,18 @@ async fn execute(args: BootstrapArgs) -> Result<(), Failure> {
 }
 
 fn next_steps(common: &BootstrapCommon, applied: bool) -> String {
-    let secret = if applied { "The Secret is in place" } else { "Apply the manifest with `kubectl apply -f`" };
-    let connection = if common.print_connection {
-        "and the ZohoConnection printed with it"
-    } else {
-        "then create a ZohoConnection whose spec.credentials.secretRef names it (--print-connection prints one)"
+    let apply = match (applied, common.print_connection) {
+        (true, true) => "apply the ZohoConnection printed above",
+        (true, false) => {
+            "create a ZohoConnection (or a ClusterZohoConnection) whose spec.credentials.secretRef names the Secret; --print-connection prints one"
+        }
+        (false, true) => "apply the manifests above with `kubectl apply --server-side -f`",
+        (false, false) => {
+            "apply the Secret above with `kubectl apply --server-side -f`, then a ZohoConnection that names it; --print-connection prints one"
+        }
     };
     format!(
-        "Next: {secret}, {connection}. Each run makes a new refresh token, and Zoho keeps 20 per user and client: the 21st evicts the oldest."
+        "Next: {apply}. Each run makes a new refresh token, and Zoho keeps 20 per user and client: the 21st evicts the oldest."
     )
 }
 

@@ -248,19 +248,86 @@ impl AccountsClient {
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> ZohoError {
+        let cause = error_chain(err);
+        // The whole chain is for whoever debugs the network path; it names the accounts server,
+        // and no credential ever travels in a URL.
+        tracing::debug!(%cause, "request to the accounts server failed");
         if err.is_timeout() {
             ZohoError::Timeout(self.timeout)
         } else {
-            // reqwest's own message adds nothing a user can act on beyond the kind of failure.
-            let kind = if err.is_connect() { "connection failed" } else { "request failed" };
-            ZohoError::Connect(kind.to_string())
+            ZohoError::Connect(transport_failure(&cause, err.is_connect()).to_string())
         }
+    }
+}
+
+/// An error and its sources, outermost first.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut chain = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        chain += &format!(": {cause}");
+        source = cause.source();
+    }
+    chain
+}
+
+/// The kind of a transport failure, from its error chain: what a person checks first.
+fn transport_failure(chain: &str, connecting: bool) -> &'static str {
+    let chain = chain.to_lowercase();
+    if chain.contains("dns error") || chain.contains("failed to lookup address") {
+        "DNS lookup failed"
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+        "TLS handshake failed"
+    } else if chain.contains("connection refused") {
+        "connection refused"
+    } else if connecting {
+        "connection failed"
+    } else {
+        "request failed"
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_failures_name_their_kind() {
+        let cases = [
+            (
+                "error sending request: client error (Connect): dns error: failed to lookup address information",
+                "DNS lookup failed",
+            ),
+            (
+                "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                "TLS handshake failed",
+            ),
+            (
+                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                "connection refused",
+            ),
+            ("error sending request: connection reset", "connection failed"),
+        ];
+        for (chain, kind) in cases {
+            assert_eq!(transport_failure(chain, true), kind, "{chain}");
+        }
+        assert_eq!(transport_failure("body error", false), "request failed");
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_a_refused_connection() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = AccountsUrl::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let client =
+            AccountsClient::new(AllowList::new(vec![url.clone()]), Duration::from_secs(1), Duration::from_secs(2));
+        let credentials = Credentials {
+            client_id: "1000.ID".into(),
+            client_secret: SecretString::from("s"),
+            refresh_token: SecretString::from("r"),
+        };
+        let err = client.refresh(&url, &credentials).await.unwrap_err();
+        assert_eq!(err.to_string(), "could not reach the accounts server: connection refused");
+    }
 
     #[test]
     fn accounts_urls_are_normalized_to_their_origin() {
@@ -433,10 +500,8 @@ mod tests {
             client.revoke(&url, &SecretString::from("1000.never.issued")).await.expect("unknown is dead too");
             assert_eq!(fake.stats().revocations, 1);
             fake.inject_fault(testkit::fake_zoho::FaultRule::new(testkit::fake_zoho::Fault::Hang).times(1));
-            assert!(
-                client.revoke(&url, &credentials.refresh_token).await.is_ok(),
-                "faults apply to token requests only"
-            );
+            let err = client.revoke(&url, &credentials.refresh_token).await.unwrap_err();
+            assert_eq!(err.reason(), "AccountsServerTimeout", "a revocation that never answers is no success");
         }
 
         fn device_config() -> FakeZohoConfig {

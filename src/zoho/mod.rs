@@ -19,7 +19,7 @@
 mod client;
 mod datacenter;
 mod error;
-mod response;
+pub(crate) mod response;
 
 pub use client::{AccountsClient, AccountsUrl, AllowList, Credentials, GrantCode};
 pub use datacenter::DataCenter;

@@ -9,8 +9,9 @@ use serde::Deserialize;
 
 use super::{AccountsUrl, DataCenter, ZohoError};
 
-/// Tokens shorter or longer than this are not what Zoho issues and indicate a garbled answer.
-const PLAUSIBLE_LIFETIME: std::ops::RangeInclusive<u64> = 1..=86_400;
+/// Tokens shorter or longer than this are not what Zoho issues and indicate a garbled answer, or,
+/// read back from a Secret, a hand edit.
+pub(crate) const PLAUSIBLE_LIFETIME: std::ops::RangeInclusive<u64> = 1..=86_400;
 
 /// Zoho asks devices to poll at most once per 30 seconds; that is the interval when it names none.
 pub(super) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(30);
@@ -121,11 +122,12 @@ struct DeviceCodeBody {
 }
 
 /// Whole seconds, rounded down: the times are stored in RFC 3339 with second precision, and the
-/// token held in memory must compare equal to the one read back from the Secret.
+/// token held in memory must compare equal to the one read back from the Secret. Down means
+/// toward the past (`Floor`), also before 1970, where `Trunc` would round toward the future.
 fn truncate(requested_at: Timestamp) -> Timestamp {
     requested_at
-        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Trunc))
-        .expect("truncating to seconds cannot overflow")
+        .round(jiff::TimestampRound::new().smallest(jiff::Unit::Second).mode(jiff::RoundMode::Floor))
+        .expect("rounding down to seconds cannot overflow: the earliest timestamp is a whole second")
 }
 
 fn read<'a, T: Deserialize<'a>>(status: u16, body: &'a [u8]) -> Result<T, ZohoError> {
@@ -144,7 +146,7 @@ pub fn parse(status: u16, body: &[u8], requested_at: Timestamp) -> Result<Issued
 }
 
 /// Interprets one answer of a code exchange (grant_type=authorization_code).
-pub(super) fn parse_code_exchange(
+pub(crate) fn parse_code_exchange(
     status: u16,
     body: &[u8],
     requested_at: Timestamp,
@@ -216,7 +218,7 @@ pub(super) fn parse_device_authorization(status: u16, body: &[u8]) -> Result<Dev
 }
 
 /// Interprets one answer to a device-flow poll.
-pub(super) fn parse_device_poll(status: u16, body: &[u8], requested_at: Timestamp) -> Result<DevicePoll, ZohoError> {
+pub(crate) fn parse_device_poll(status: u16, body: &[u8], requested_at: Timestamp) -> Result<DevicePoll, ZohoError> {
     let parsed: Body = read(status, body)?;
     if non_blank(parsed.access_token.clone()).is_none() {
         // Checked before the throttle's shape: whether Zoho wraps this feedback in a
@@ -358,15 +360,49 @@ fn unparseable(status: u16, body: &[u8], err: &serde_json::Error) -> ZohoError {
         return ZohoError::Throttled;
     }
     let looks_like_html = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-    let reason = if body.is_empty() {
+    let reason = if (300..400).contains(&status) {
+        // Following it would carry the form body, credentials included, to an address the
+        // allow-list never saw; the client never does.
+        "a redirect, which is not followed: set spec.accountsUrl to the server that answers".to_string()
+    } else if body.is_empty() {
         "empty body".to_string()
     } else if looks_like_html {
         "HTML instead of JSON".to_string()
+    } else if let Some(field) = mistyped_field(body) {
+        field
     } else {
         // serde's message names a line and column, never the content.
         format!("invalid JSON ({})", err.classify_message())
     };
     ZohoError::MalformedResponse { status, reason }
+}
+
+/// Which known field of a JSON object has the wrong type, named but never quoted: its value may
+/// be a token. serde's own message would quote it.
+fn mistyped_field(body: &[u8]) -> Option<String> {
+    const COUNTS: [&str; 3] = ["expires_in", "expires_in_sec", "interval"];
+    const TEXTS: [&str; 13] = [
+        "access_token",
+        "refresh_token",
+        "api_domain",
+        "token_type",
+        "error",
+        "status",
+        "user_location",
+        "accounts-server",
+        "accounts_server",
+        "user_code",
+        "device_code",
+        "verification_url",
+        "verification_uri",
+    ];
+    let serde_json::Value::Object(fields) = serde_json::from_slice(body).ok()? else { return None };
+    let wrong =
+        |name: &str, fits: fn(&serde_json::Value) -> bool| fields.get(name).is_some_and(|v| !v.is_null() && !fits(v));
+    if let Some(name) = COUNTS.into_iter().find(|name| wrong(name, serde_json::Value::is_u64)) {
+        return Some(format!("{name} is not a non-negative integer"));
+    }
+    TEXTS.into_iter().find(|name| wrong(name, serde_json::Value::is_string)).map(|name| format!("{name} is not text"))
 }
 
 trait ClassifyMessage {
@@ -405,6 +441,44 @@ mod tests {
 
     fn parse_str(status: u16, body: &str) -> Result<IssuedToken, ZohoError> {
         parse(status, body.as_bytes(), at())
+    }
+
+    #[test]
+    fn a_redirect_says_it_is_not_followed() {
+        for (status, body) in [(302, ""), (301, "<html>Moved</html>"), (307, "not json")] {
+            let err = parse_str(status, body).unwrap_err();
+            assert_eq!(err.reason(), "MalformedResponse", "{status}");
+            assert!(err.to_string().contains("a redirect, which is not followed"), "{status}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named_without_its_value() {
+        let cases = [
+            (r#"{"access_token":"1000.a","expires_in":"SENTINEL"}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":"1000.a","expires_in":-3600}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":"1000.a","expires_in":3600.5}"#, "expires_in is not a non-negative integer"),
+            (r#"{"access_token":["1000.SENTINEL"],"expires_in":3600}"#, "access_token is not text"),
+            (r#"{"access_token":"1000.a","expires_in":0}"#, "expires_in is outside 1 second to 1 day"),
+            (r#"{"access_token":"1000.a","expires_in":1000000000000}"#, "expires_in is outside 1 second to 1 day"),
+        ];
+        for (body, reason) in cases {
+            let err = parse_str(200, body).unwrap_err();
+            let message = err.to_string();
+            assert_eq!(err.reason(), "MalformedResponse", "{body}");
+            assert!(message.contains(reason) && !message.contains("SENTINEL"), "{body}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_issue_time_is_never_later_than_the_request() {
+        // Found by the token_response fuzz target: before 1970, truncating rounded toward the future.
+        for requested_at in ["1969-12-31T23:59:58.5Z", "2026-11-28T10:00:00.999999999Z"] {
+            let requested_at: Timestamp = requested_at.parse().unwrap();
+            let token = parse(200, br#"{"access_token":"1000.a","expires_in":3600}"#, requested_at).unwrap();
+            assert!(token.issued_at <= requested_at, "issued {} for a request at {requested_at}", token.issued_at);
+            assert!(requested_at.duration_since(token.issued_at) < jiff::SignedDuration::from_secs(1));
+        }
     }
 
     #[test]

@@ -38,9 +38,16 @@ async fn zoho_outage_keeps_the_old_token_and_recovers_promptly() {
         (world.fake.requests(&world.refresh_token) >= 3).then_some(())
     })
     .await;
-    let zc = wait_ready(&world.connections, "crm", "True", "AccountsServerError", SETTLE).await;
-    let status = zc.status.unwrap();
-    assert!(status.failed_attempts >= 2 && status.last_failure_time.is_some(), "{status:?}");
+    // The status of the second failure is written just after the fake answers it.
+    let status = eventually(SETTLE, "the status to count two failed attempts", || async {
+        let zc = world.connections.get_opt("crm").await.ok()??;
+        let condition = zc.ready_condition()?;
+        let status = zc.status.clone()?;
+        let failing = condition.status == "True" && condition.reason == "AccountsServerError";
+        (failing && status.failed_attempts >= 2).then_some(status)
+    })
+    .await;
+    assert!(status.last_failure_time.is_some(), "{status:?}");
 
     // A target deleted during the outage gets the still-valid token back from memory.
     world.secrets.delete("crm", &Default::default()).await.unwrap();

@@ -143,13 +143,7 @@ async fn a_restarted_operator_reuses_the_stored_token() {
 
     let operator = world.operator(&[]);
     // A label edit changes the spec, so the new process must reconcile, and it must not mint.
-    let patch = json!({"spec": {"target": {"labels": {"edited": "yes"}}}});
-    world.connections.patch("crm", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually(SETTLE, "the new label on the target Secret", || async {
-        let secret = world.secrets.get_opt("crm").await.ok()??;
-        (secret.labels().get("edited").map(String::as_str) == Some("yes")).then_some(())
-    })
-    .await;
+    world.label_target_and_wait("crm", "crm", "edited").await;
     let zc = world.connections.get("crm").await.unwrap();
     assert_eq!(zc.status.unwrap().observed_generation, zc.metadata.generation);
     assert_eq!(target_token(&world.secrets, "crm").await, Some(token));

@@ -1,5 +1,6 @@
 //! Integration tests against a real control plane (see `testkit::control_plane::shared`).
 
+mod badinput;
 mod bootstrap;
 mod chart;
 mod cluster;

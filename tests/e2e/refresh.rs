@@ -46,13 +46,7 @@ async fn a_new_value_mints_once_and_the_same_value_or_a_restart_mints_nothing() 
     operator.kill();
     let _operator = world.operator(&[]);
     // A label edit makes sure the restarted operator has reconciled before the count is read.
-    let patch = json!({"spec": {"target": {"labels": {"after-restart": "yes"}}}});
-    world.connections.patch("crm", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually(SETTLE, "the restarted operator to reconcile", || async {
-        let secret = world.secrets.get_opt("crm").await.ok()??;
-        secret.metadata.labels?.contains_key("after-restart").then_some(())
-    })
-    .await;
+    world.label_target_and_wait("crm", "crm", "after-restart").await;
     assert_eq!(target_token(&world.secrets, "crm").await, Some(second));
     assert_eq!(world.fake.mints(&world.refresh_token), 2, "a handled value mints nothing again, restart or not");
     world.namespace.delete().await.ok();

@@ -94,24 +94,52 @@ impl Operator {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let metrics_port = free_port();
-        let mut command = Command::new(OPERATOR_BINARY);
-        command.arg("run");
-        if let Some(namespace) = namespace {
-            command.args(["--watch-namespace", namespace]);
+        let command = |metrics_port: u16| {
+            let mut command = Command::new(OPERATOR_BINARY);
+            command.arg("run");
+            if let Some(namespace) = namespace {
+                command.args(["--watch-namespace", namespace]);
+            }
+            command
+                .args(["--allow-accounts-url", &fake.url()])
+                .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+                .args(extra_args)
+                .env("KUBECONFIG", kubeconfig)
+                .env(
+                    "RUST_LOG",
+                    std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
+                )
+                .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
+                .envs(env.iter().copied());
+            command
+        };
+        // The port free_port found may be taken by a test running alongside before the operator
+        // binds it; the operator then exits at once, and another port is all it needs.
+        let mut attempts = 0;
+        loop {
+            let metrics_port = free_port();
+            let operator = Self::launch(command(metrics_port), metrics_port);
+            attempts += 1;
+            if attempts == 3 || !operator.lost_its_port() {
+                return operator;
+            }
         }
-        command
-            .args(["--allow-accounts-url", &fake.url()])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(extra_args)
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("ZOHO_OPERATOR_TEST_LOG").unwrap_or_else(|_| "info,zoho_token_operator=debug".into()),
-            )
-            .env_remove("ZOHO_OPERATOR_WATCH_NAMESPACE")
-            .envs(env.iter().copied());
-        Self::launch(command, metrics_port)
+    }
+
+    /// Waits until the operator serves its health endpoint, and tells whether it exited instead
+    /// because its metrics port was taken.
+    fn lost_its_port(&self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !self.is_running() {
+                return self.logs().contains("Address already in use");
+            }
+            if self.http_get("/healthz").is_some_and(|(status, body)| status == 200 && body == "ok") {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     /// Starts `command`, the operator binary with its arguments and environment, logging to a
@@ -329,6 +357,18 @@ impl<'c> World<'c> {
 
     pub async fn create_connection(&self, name: &str, extra_spec: serde_json::Value) {
         create(&self.connections, &connection(name, "zoho-oauth", &self.fake, extra_spec)).await;
+    }
+
+    /// Labels the connection's target and waits for the label on `target`: proof that the
+    /// operator reconciled the connection since, e.g. after a restart.
+    pub async fn label_target_and_wait(&self, connection: &str, target: &str, label: &str) {
+        let patch = json!({"spec": {"target": {"labels": {label: "yes"}}}});
+        self.connections.patch(connection, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("label");
+        eventually(SETTLE, &format!("the label {label} on Secret {target}"), || async {
+            let secret = self.secrets.get_opt(target).await.ok()??;
+            secret.metadata.labels?.contains_key(label).then_some(())
+        })
+        .await;
     }
 
     /// Waits until the target Secret holds a token the fake reports live, and returns it.

@@ -50,13 +50,7 @@ async fn a_replaced_standard_key_survives_a_restart_without_a_mint() {
 
     operator.kill();
     let _operator = world.operator(&[]);
-    let patch = json!({"spec": {"target": {"labels": {"after-restart": "yes"}}}});
-    world.connections.patch("crm", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
-    eventually(SETTLE, "the restarted operator to reconcile", || async {
-        let secret = world.secrets.get_opt("crm").await.ok()??;
-        secret.metadata.labels?.contains_key("after-restart").then_some(())
-    })
-    .await;
+    world.label_target_and_wait("crm", "crm", "after-restart").await;
     let secret = world.secrets.get("crm").await.unwrap();
     assert_eq!(string_data(&secret, "access_token"), Some(format!("Bearer {raw}")), "not templated twice");
     assert_eq!(world.fake.mints(&world.refresh_token), 1, "the restarted operator read the token back");

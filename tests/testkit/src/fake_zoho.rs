@@ -271,6 +271,9 @@ pub enum Fault {
     },
     /// Never answers; the connection stays open until the client gives up.
     Hang,
+    /// This status with this JSON body, verbatim: answers Zoho is not known to send, such as a
+    /// token whose `expires_in` is a string.
+    Custom { status: u16, body: String },
 }
 
 impl Fault {

@@ -371,6 +371,21 @@ async fn garbage_truncated_and_empty_bodies() {
 }
 
 #[tokio::test]
+async fn a_custom_body_is_answered_verbatim_with_its_status() {
+    let zoho = start(FakeZohoConfig::default());
+    let body = r#"{"access_token":"1000.x","expires_in":"3600"}"#;
+    zoho.inject_fault(FaultRule::new(Fault::Custom { status: 202, body: body.to_owned() }).times(1));
+    let response = post_form(&zoho, &refresh_form(REFRESH_TOKEN)).await;
+    assert_eq!(response.status(), 202);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert_eq!(response.text().await.unwrap(), body);
+    assert_eq!(zoho.stats().totals.mints, 0, "the fault answers before processing");
+    let rule: FaultRule = serde_json::from_value(json!({"kind": "custom", "status": 200, "body": "{}"})).unwrap();
+    assert_eq!(rule.fault, Fault::Custom { status: 200, body: "{}".to_owned() });
+    mint(&zoho).await;
+}
+
+#[tokio::test]
 async fn huge_body_streams_fifty_mebibytes() {
     let zoho = start(FakeZohoConfig::default());
     zoho.inject_fault(FaultRule::new(Fault::huge_body()).times(1));

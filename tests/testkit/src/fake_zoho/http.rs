@@ -29,7 +29,8 @@
 //! - `GET /_fake/tokens/info?token=…` → `TokenInfo`
 //! - `GET /_fake/live-tokens?refresh_token=…` → `{"access_tokens":[…]}`, oldest first
 //! - `GET /_fake/stats` → `Stats`; `POST /_fake/stats/reset` → 204
-//! - `GET /_fake/faults` → `Faults`; `POST /_fake/faults` `FaultRule` → 204;
+//! - `GET /_fake/faults` → `Faults`; `POST /_fake/faults` `FaultRule` → 204 (e.g.
+//!   `{"kind":"custom","status":200,"body":"{\"expires_in\":\"3600\"}"}`);
 //!   `DELETE /_fake/faults` → 204, clearing the latency too
 //! - `PUT /_fake/faults/latency` `{"ms"}` → 204
 //! - `POST /_fake/clock/advance` `{"ms"}` → `{"now_ms"}`
@@ -183,6 +184,7 @@ fn fault_label(fault: &Fault) -> &'static str {
         Fault::Empty => "empty",
         Fault::HugeBody { .. } => "huge_body",
         Fault::Hang => "hang",
+        Fault::Custom { .. } => "custom",
     }
 }
 
@@ -399,9 +401,9 @@ const GARBAGE_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Zoho Accounts</t
 async fn fault_response(fault: &Fault) -> Response {
     let html = [(CONTENT_TYPE, "text/html;charset=UTF-8")];
     let json = [(CONTENT_TYPE, JSON)];
-    match *fault {
+    match fault {
         Fault::HttpStatus { status } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let page = format!(
                 "<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center></body></html>\n"
             );
@@ -410,8 +412,12 @@ async fn fault_response(fault: &Fault) -> Response {
         Fault::Garbage => (StatusCode::OK, html, GARBAGE_PAGE).into_response(),
         Fault::TruncatedJson => (StatusCode::OK, json, r#"{"access_token":"1000.3b1f0c9a"#).into_response(),
         Fault::Empty => (StatusCode::OK, json).into_response(),
-        Fault::HugeBody { bytes } => (StatusCode::OK, json, huge_body(bytes)).into_response(),
+        Fault::HugeBody { bytes } => (StatusCode::OK, json, huge_body(*bytes)).into_response(),
         Fault::Hang => std::future::pending().await,
+        Fault::Custom { status, body } => {
+            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (status, json, body.clone()).into_response()
+        }
     }
 }
 
