@@ -396,32 +396,9 @@ impl Report {
             self.zoho_latency_ms
         );
         if !self.targets.is_empty() {
-            out += "### Targets (5,000 connections)\n\n| Target | Goal | Measured | Met |\n| --- | --- | --- | --- |\n";
-            for t in &self.targets {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} |",
-                    t.name,
-                    t.goal,
-                    t.measured,
-                    if t.met { "yes" } else { "**no**" }
-                );
-            }
-            out += "\n";
+            checks_table(&mut out, "Targets (5,000 connections)", ["Target", "Met"], &self.targets);
         }
-        out +=
-            "### Invariants (checked in every run)\n\n| Check | Goal | Measured | Held |\n| --- | --- | --- | --- |\n";
-        for t in &self.invariants {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                t.name,
-                t.goal,
-                t.measured,
-                if t.met { "yes" } else { "**no**" }
-            );
-        }
-        out += "\n";
+        checks_table(&mut out, "Invariants (checked in every run)", ["Check", "Held"], &self.invariants);
         if !self.cold_start.is_empty() {
             out += "### Cold start\n\nEvery connection and its own credentials Secret exist before the operator starts; times run from the operator's start. \
                     CPU is the operator's, and kube-apiserver's plus etcd's, over the same interval.\n\n\
@@ -602,6 +579,15 @@ fn other_load(cpu: &BTreeMap<String, f64>) -> f64 {
 
 fn control_plane_cpu(cpu: &BTreeMap<String, f64>) -> f64 {
     cpu.get("kube-apiserver").unwrap_or(&0.0) + cpu.get("etcd").unwrap_or(&0.0)
+}
+
+fn checks_table(out: &mut String, title: &str, [what, met]: [&str; 2], checks: &[Target]) {
+    let _ = writeln!(out, "### {title}\n\n| {what} | Goal | Measured | {met} |\n| --- | --- | --- | --- |");
+    for c in checks {
+        let _ =
+            writeln!(out, "| {} | {} | {} | {} |", c.name, c.goal, c.measured, if c.met { "yes" } else { "**no**" });
+    }
+    out.push('\n');
 }
 
 const BEGIN: &str = "<!-- bench:begin (scripts/bench writes everything up to bench:end) -->";
