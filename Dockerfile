@@ -13,14 +13,15 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 WORKDIR /src
 
 # Dependencies first, in a layer that edits of the operator's code do not invalidate: build them
-# against stub sources, with the real manifests and lock file. The test-support crate is a
-# workspace member, so its manifest (and a stub library) must be there for Cargo to load the
-# workspace; it is never built.
+# against stub sources, with the real manifests and lock file. The test-support and benchmark
+# crates are workspace members, so their manifests (and stub sources) must be there for Cargo to
+# load the workspace; they are never built.
 COPY Cargo.toml Cargo.lock ./
 COPY tests/testkit/Cargo.toml tests/testkit/
-RUN mkdir -p src tests/testkit/src \
+COPY tests/bench/Cargo.toml tests/bench/
+RUN mkdir -p src tests/testkit/src tests/bench/src/bin \
     && echo 'fn main() {}' > src/main.rs \
-    && touch src/lib.rs tests/testkit/src/lib.rs \
+    && touch src/lib.rs tests/testkit/src/lib.rs tests/bench/src/main.rs tests/bench/src/bin/baseline.rs \
     && cargo build --release --locked --bin zoho-token-operator \
     && rm -rf src
 

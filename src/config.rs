@@ -326,6 +326,20 @@ pub struct RunArgs {
     #[arg(long, env = "ZOHO_OPERATOR_MINT_BUDGET_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub mint_budget_window: Duration,
 
+    /// This operator's shard, from 0 to --shard-count minus 1: it serves only the connections
+    /// whose credentials hash to it, so that no credential is ever minted by two shards.
+    #[arg(long, env = "ZOHO_OPERATOR_SHARD_INDEX", default_value_t = 0)]
+    pub shard_index: u16,
+
+    /// How many operators split the connections between them; each needs its own --shard-index.
+    #[arg(long, env = "ZOHO_OPERATOR_SHARD_COUNT", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub shard_count: u16,
+
+    /// Connections reconciled at once. A reconcile that mints waits for Zoho for most of its
+    /// time, so this bounds how many mints are in flight.
+    #[arg(long, env = "ZOHO_OPERATOR_CONCURRENCY", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
     /// Timeout of one token request to Zoho, connection included.
     #[arg(long, env = "ZOHO_OPERATOR_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub request_timeout: Duration,
@@ -367,10 +381,20 @@ mod tests {
     }
 
     #[test]
+    fn shards_come_from_flags_or_the_environment() {
+        let cli = Cli::try_parse_from(["zoho-token-operator", "--shard-index", "1", "--shard-count", "3"]).unwrap();
+        assert_eq!((cli.run.shard_index, cli.run.shard_count), (1, 3));
+        let cli = Cli::try_parse_from(["zoho-token-operator"]).unwrap();
+        assert_eq!((cli.run.shard_index, cli.run.shard_count, cli.run.concurrency), (0, 1, 64));
+    }
+
+    #[test]
     fn bad_values_are_rejected_with_a_message() {
         for args in [
             &["zoho-token-operator", "--allow-accounts-url", "not a url"][..],
             &["zoho-token-operator", "--mint-budget", "0"],
+            &["zoho-token-operator", "--shard-count", "0"],
+            &["zoho-token-operator", "--concurrency", "0"],
             &["zoho-token-operator", "--request-timeout", "soon"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");

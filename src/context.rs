@@ -20,8 +20,10 @@ use tracing::warn;
 
 use crate::{
     api::Connection,
+    cache::SecretCache,
     metrics::Metrics,
     mint::MintCoordinator,
+    shard::Shard,
     watch::{SecretReaders, WatchErrorLog},
 };
 
@@ -34,6 +36,10 @@ pub struct Scope {
     pub cluster_resource_namespace: String,
     /// Whether a grant code in a credentials Secret is exchanged and the Secret rewritten.
     pub grant_code_bootstrap: bool,
+    /// How many connections are reconciled at once.
+    pub concurrency: u16,
+    /// The connections this process serves.
+    pub shard: Shard,
 }
 
 /// What every reconcile shares.
@@ -46,6 +52,9 @@ pub struct Context {
     /// Every namespace, for the selectors of ClusterZohoConnections; `None` unless the operator
     /// watches all namespaces.
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+    /// The Secrets of each watched scope (a namespace, or `None` for all), as far as the watches
+    /// know them.
+    pub secrets: Vec<(Option<String>, SecretCache)>,
     /// Which connections read which Secrets.
     pub readers: SecretReaders,
     pub watch_errors: WatchErrorLog,
@@ -61,6 +70,7 @@ impl Context {
         recorder: Recorder,
         scope: Scope,
         namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
+        secrets: Vec<(Option<String>, SecretCache)>,
     ) -> Self {
         Self {
             client,
@@ -69,10 +79,17 @@ impl Context {
             recorder,
             scope,
             namespaces,
+            secrets,
             readers: SecretReaders::default(),
             watch_errors: WatchErrorLog::default(),
             api_errors: Mutex::default(),
         }
+    }
+
+    /// The Secrets of `namespace` as the watches know them, once they have listed them.
+    pub fn secrets_in(&self, namespace: &str) -> Option<&SecretCache> {
+        let (_, cache) = self.secrets.iter().find(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))?;
+        cache.is_ready().then_some(cache)
     }
 
     /// Forgets the API error count of connections for which `exists` is false.

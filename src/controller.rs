@@ -50,12 +50,25 @@ pub async fn reconcile<K: Connection>(connection: Arc<K>, ctx: Arc<Context>) -> 
     if !K::NAMESPACED && !ctx.namespaces_known() {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let mut inputs = inputs::read(connection, &ctx).await?;
+    // Another shard's connection: a change of its credentials (which the readers index reports)
+    // or of itself may make it this shard's.
+    let shard_key = match &inputs.usable {
+        Ok(usable) => usable.fingerprint.clone(),
+        Err(_) => connection.uid().unwrap_or_default(),
+    };
+    if !ctx.scope.shard.serves(&shard_key) {
+        ctx.metrics.forget_connection(&ConnectionLabels {
+            namespace: connection.namespace().unwrap_or_default(),
+            name: connection.name_any(),
+        });
+        return Ok(Action::await_change());
+    }
     if connection.meta().deletion_timestamp.is_some() {
         return revoke::finalize(connection, &ctx).await;
     }
     revoke::sync_finalizer(connection, &ctx).await?;
     let now = Timestamp::now();
-    let mut inputs = inputs::read(connection, &ctx).await?;
     if let Ok(usable) = &inputs.usable
         && let Some(exchanged) = ctx.coordinator.pending_exchange(&usable.fingerprint)
     {
@@ -295,7 +308,10 @@ async fn write_status<K: Connection>(
     api.patch_status(&labels.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
 
     let Some(new) = new else { return Ok(()) };
-    if old.is_none_or(|old| old.status != new.status || old.reason != new.reason) {
+    // A new connection's first token is no news: the condition says it, and an event for each of
+    // thousands of new connections would be one more write each, all held in the recorder's cache.
+    let first_token = old.is_none() && new.status == crate::api::TRUE;
+    if !first_token && old.is_none_or(|old| old.status != new.status || old.reason != new.reason) {
         let event = Event {
             type_: if ready { EventType::Normal } else { EventType::Warning },
             reason: new.reason.clone(),

@@ -1,7 +1,8 @@
 //! What a reconcile reads before deciding: the target Secrets, then, unless something already
-//! rules a request out, the credentials. Two reads in all.
+//! rules a request out, the credentials. Both come from the watches' caches (src/cache.rs) when
+//! those can vouch for them, else from the API server.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -39,21 +40,26 @@ pub struct Inputs {
 /// The two reads: the target Secrets, then, unless something already rules a request out, the
 /// credentials.
 pub async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs, Error> {
-    let targets = Targets::read(connection, &ctx.client, ctx.namespaces.as_ref()).await?;
+    let targets = Targets::read(connection, ctx).await?;
     let source = &connection.source().credentials;
     let namespace = connection.own_namespace().unwrap_or_else(|| ctx.scope.cluster_resource_namespace.clone());
     // A foreign Secret under the target's name matters too: once it is gone, the name is free.
     let mut read = vec![(namespace.as_str(), source.secret_ref.name.as_str())];
-    if K::NAMESPACED {
+    if K::NAMESPACED && targets.has_conflicts() {
         read.push((namespace.as_str(), targets.name.as_str()));
     }
     ctx.readers.record(connection, &read);
     let usable = match usable_without_credentials(connection, ctx, &targets) {
         Err(problem) => Err(problem),
         Ok((accounts, refresh_before)) => {
-            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-            let secret = secrets.get_opt(&source.secret_ref.name).await?;
-            credentials::from_secret(source, &namespace, secret.as_ref())
+            let secret = match ctx.secrets_in(&namespace) {
+                Some(cache) => cache.credentials(&ctx.client, &namespace, &source.secret_ref.name).await?,
+                None => {
+                    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+                    secrets.get_opt(&source.secret_ref.name).await?.map(Arc::new)
+                }
+            };
+            credentials::from_secret(source, &namespace, secret.as_deref())
                 .and_then(|credential| match credential {
                     Credential::GrantCode(_) if !ctx.scope.grant_code_bootstrap => {
                         Err(Problem::GrantCodeBootstrapDisabled { name: source.secret_ref.name.clone() })
@@ -65,7 +71,7 @@ pub async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Inputs
                     accounts,
                     credential,
                     refresh_before,
-                    secret_version: secret.and_then(|s| s.metadata.resource_version).unwrap_or_default(),
+                    secret_version: secret.and_then(|s| s.metadata.resource_version.clone()).unwrap_or_default(),
                     secret_namespace: namespace.clone(),
                 })
         }

@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod bootstrap;
+pub mod cache;
 pub mod config;
 pub mod context;
 pub mod controller;
@@ -20,6 +21,7 @@ pub mod policy;
 pub mod revoke;
 pub mod schedule;
 pub mod secret;
+pub mod shard;
 pub mod status;
 pub mod targets;
 pub mod telemetry;
@@ -101,9 +103,13 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         mint_budget,
         mint_budget_window,
         grant_code_bootstrap,
+        shard_index,
+        shard_count,
+        concurrency,
         request_timeout,
         log_format: _,
     } = args;
+    let shard = shard::Shard::new(shard_index, shard_count)?;
     let client = Client::try_default().await?;
     let shutdown = shutdown_signal();
     let metrics = Arc::new(Metrics::default());
@@ -145,18 +151,33 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         },
         cluster_resource_namespace,
         grant_code_bootstrap,
+        concurrency,
+        shard,
     };
-    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder, scope, namespaces));
+    let (caches, mut writers): (Vec<_>, Vec<_>) = scope
+        .namespaces
+        .iter()
+        .map(|namespace| {
+            let (cache, writers) = cache::SecretCache::new();
+            ((namespace.clone(), cache), writers)
+        })
+        .unzip();
+    let ctx = Arc::new(Context::new(client.clone(), coordinator, metrics.clone(), recorder, scope, namespaces, caches));
     ready.store(true, Ordering::Relaxed);
 
     let leadership = leader_election.then(|| {
         let namespace = leader_election_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
             .unwrap_or_else(|| "default".to_string());
+        // Each shard elects its own leader: replicas of one shard exclude each other, not shards.
+        let name = match shard.count {
+            1 => leader_election_name,
+            _ => format!("{leader_election_name}-shard-{}", shard.index),
+        };
         Leadership::new(
             client.clone(),
             LeaseSettings {
-                name: leader_election_name,
+                name,
                 namespace,
                 identity,
                 lease_duration: leader_election_lease_duration,
@@ -176,13 +197,14 @@ pub async fn run(args: RunArgs) -> Result<(), Box<dyn std::error::Error + Send +
         .namespaces
         .clone()
         .into_iter()
-        .map(|ns| watch::zoho_connections(ctx.clone(), ns, shutdown.clone()).boxed())
+        .zip(writers.drain(..))
+        .map(|(ns, secrets)| watch::zoho_connections(ctx.clone(), ns, secrets, shutdown.clone()).boxed())
         .collect();
     if let Some(namespace_events) = namespace_events {
         controllers.push(watch::cluster_zoho_connections(ctx.clone(), namespace_events, shutdown.clone()).boxed());
     }
     let controllers = futures::future::join_all(controllers);
-    info!("controller running");
+    info!(shard = shard.index, shards = shard.count, "controller running");
     let result = match &leadership {
         Some(leadership) => tokio::select! {
             _ = controllers => Ok(()),

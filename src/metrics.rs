@@ -178,6 +178,15 @@ impl Metrics {
         }
     }
 
+    /// Removes a connection's series, e.g. when another shard serves it now.
+    pub fn forget_connection(&self, labels: &ConnectionLabels) {
+        if self.connections.lock().expect("never poisoned").remove(labels) {
+            self.ready.remove(labels);
+            self.token_expiry.remove(labels);
+            self.next_refresh.remove(labels);
+        }
+    }
+
     /// Removes the series of every connection for which `exists` is false.
     pub fn retain_connections(&self, exists: impl Fn(&ConnectionLabels) -> bool) {
         self.connections.lock().expect("never poisoned").retain(|labels| {

@@ -102,7 +102,7 @@ pub async fn finalize<K: Connection>(connection: &K, ctx: &Context) -> Result<Ac
 
 async fn revoke<K: Connection>(connection: &K, ctx: &Context, deadline: Timestamp) -> Result<Outcome, Error> {
     let now = Timestamp::now();
-    let targets = Targets::read(connection, &ctx.client, ctx.namespaces.as_ref()).await?;
+    let targets = Targets::read(connection, ctx).await?;
     let Some(stored) = targets.stored().filter(|stored| schedule::is_usable(stored.token.expires_at, now)) else {
         return Ok(Outcome::NothingToRevoke);
     };

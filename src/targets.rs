@@ -5,19 +5,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
-use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
-    apimachinery::pkg::apis::meta::v1::OwnerReference,
-};
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::{
     Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, PartialObjectMeta, Patch, PatchParams, Preconditions},
-    runtime::reflector::Store,
+    api::{DeleteParams, ListParams, Patch, PatchParams, Preconditions},
 };
 use tracing::info;
 
 use crate::{
     api::{Connection, FIELD_MANAGER},
+    context::Context,
     error::Problem,
     schedule,
     secret::{self, StoredToken, Target},
@@ -44,18 +41,20 @@ pub struct Written {
 }
 
 impl Targets {
-    /// Reads the targets with one request: a GET for a namespaced connection; for a cluster-scoped
-    /// one, a LIST of the Secrets of that name in every namespace.
-    pub async fn read<K: Connection>(
-        connection: &K,
-        client: &Client,
-        namespaces: Option<&Store<PartialObjectMeta<Namespace>>>,
-    ) -> Result<Self, kube::Error> {
+    /// Reads the targets: for a namespaced connection from the watched Secrets (or with a GET
+    /// while they are not listed yet); for a cluster-scoped one with a LIST of the Secrets of that
+    /// name in every namespace.
+    pub async fn read<K: Connection>(connection: &K, ctx: &Context) -> Result<Self, kube::Error> {
+        let client = &ctx.client;
+        let namespaces = ctx.namespaces.as_ref();
         let name = connection.target_name();
         let uid = connection.uid().unwrap_or_default();
         let (wanted_namespaces, existing): (BTreeSet<String>, Vec<Secret>) = match connection.own_namespace() {
             Some(namespace) => {
-                let existing = Api::<Secret>::namespaced(client.clone(), &namespace).get_opt(&name).await?;
+                let existing = match ctx.secrets_in(&namespace) {
+                    Some(cache) => cache.target(client, &namespace, &name).await?,
+                    None => Api::<Secret>::namespaced(client.clone(), &namespace).get_opt(&name).await?,
+                };
                 (BTreeSet::from([namespace]), existing.into_iter().collect())
             }
             None => {

@@ -2,14 +2,17 @@
 //! reads, and, for a ClusterZohoConnection, namespaces coming and going.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     future::Future,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::{
+    api::core::v1::{Namespace, Secret},
+    apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
 use kube::{
     Api, Resource, ResourceExt,
     api::{DynamicObject, PartialObjectMeta},
@@ -25,6 +28,7 @@ use tracing::warn;
 
 use crate::{
     api::{ClusterZohoConnection, Connection, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ZohoConnection},
+    cache::{self, SecretWriters},
     controller::{Context, error_policy, reconcile},
     schedule,
 };
@@ -37,17 +41,25 @@ pub struct SecretReaders {
     inner: Mutex<Readers>,
 }
 
+/// A connection, as compact as it can be: thousands are kept. A ZohoConnection has a namespace, a
+/// ClusterZohoConnection none, so the namespace tells the kinds apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Reader {
+    namespace: Option<String>,
+    name: String,
+}
+
 #[derive(Default)]
 struct Readers {
-    by_secret: HashMap<ObjectRef<Secret>, HashSet<ObjectRef<DynamicObject>>>,
-    by_reader: HashMap<ObjectRef<DynamicObject>, Vec<ObjectRef<Secret>>>,
+    by_secret: HashMap<ObjectRef<Secret>, Vec<Reader>>,
+    by_reader: HashMap<Reader, Vec<ObjectRef<Secret>>>,
 }
 
 impl Readers {
-    fn forget(&mut self, reader: &ObjectRef<DynamicObject>) {
+    fn forget(&mut self, reader: &Reader) {
         for secret in self.by_reader.remove(reader).into_iter().flatten() {
             if let Some(readers) = self.by_secret.get_mut(&secret) {
-                readers.remove(reader);
+                readers.retain(|r| r != reader);
                 if readers.is_empty() {
                     self.by_secret.remove(&secret);
                 }
@@ -59,7 +71,7 @@ impl Readers {
 impl SecretReaders {
     /// Records the Secrets, as `(namespace, name)`, that `connection` reads now.
     pub fn record<K: Connection>(&self, connection: &K, secrets: &[(&str, &str)]) {
-        let reader = ObjectRef::from_obj(connection).erase();
+        let reader = Reader { namespace: connection.namespace(), name: connection.name_any() };
         let secrets: Vec<ObjectRef<Secret>> =
             secrets.iter().map(|(namespace, name)| ObjectRef::new(name).within(namespace)).collect();
         let mut inner = self.inner.lock().expect("never poisoned");
@@ -68,7 +80,7 @@ impl SecretReaders {
         }
         inner.forget(&reader);
         for secret in &secrets {
-            inner.by_secret.entry(secret.clone()).or_default().insert(reader.clone());
+            inner.by_secret.entry(secret.clone()).or_default().push(reader.clone());
         }
         inner.by_reader.insert(reader, secrets);
     }
@@ -76,10 +88,9 @@ impl SecretReaders {
     /// The connections of kind `K` that read this Secret.
     pub fn of<K: Connection>(&self, secret: &ObjectRef<Secret>) -> Vec<ObjectRef<K>> {
         let inner = self.inner.lock().expect("never poisoned");
-        let kind = K::kind(&());
         let readers = inner.by_secret.get(secret).into_iter().flatten();
         readers
-            .filter(|reader| reader.dyntype.kind == kind)
+            .filter(|reader| reader.namespace.is_some() == K::NAMESPACED)
             .map(|reader| {
                 let object = ObjectRef::new(&reader.name);
                 match &reader.namespace {
@@ -90,9 +101,15 @@ impl SecretReaders {
             .collect()
     }
 
-    pub fn retain(&self, exists: impl Fn(&ObjectRef<DynamicObject>) -> bool) {
+    /// Forgets the readers for which `exists(namespace, name)` is false.
+    pub fn retain(&self, exists: impl Fn(Option<&str>, &str) -> bool) {
         let mut inner = self.inner.lock().expect("never poisoned");
-        let gone: Vec<_> = inner.by_reader.keys().filter(|reader| !exists(reader)).cloned().collect();
+        let gone: Vec<Reader> = inner
+            .by_reader
+            .keys()
+            .filter(|reader| !exists(reader.namespace.as_deref(), &reader.name))
+            .cloned()
+            .collect();
         for reader in gone {
             inner.forget(&reader);
         }
@@ -100,11 +117,13 @@ impl SecretReaders {
 }
 
 /// The connections of kind `K` that control this Secret, and those that read it.
-fn concerned<K: Connection>(ctx: &Context, secret: &PartialObjectMeta<Secret>) -> Vec<ObjectRef<K>> {
-    let namespace = secret.namespace().unwrap_or_default();
+fn concerned<K: Connection>(ctx: &Context, secret: ObjectMeta) -> Vec<ObjectRef<K>> {
+    let namespace = secret.namespace.unwrap_or_default();
+    let name = secret.name.unwrap_or_default();
     let owners = secret
-        .owner_references()
-        .iter()
+        .owner_references
+        .into_iter()
+        .flatten()
         .filter(|owner| {
             owner.controller == Some(true) && owner.kind == K::kind(&()) && owner.api_version == K::api_version(&())
         })
@@ -112,25 +131,48 @@ fn concerned<K: Connection>(ctx: &Context, secret: &PartialObjectMeta<Secret>) -
             true => ObjectRef::new(&owner.name).within(&namespace),
             false => ObjectRef::new(&owner.name),
         });
-    let readers = ctx.readers.of::<K>(&ObjectRef::new(&secret.name_any()).within(&namespace));
+    let readers = ctx.readers.of::<K>(&ObjectRef::new(&name).within(&namespace));
     owners.chain(readers).collect()
 }
 
-/// Runs the ZohoConnection controller for one namespace (or all, with `None`).
+/// Runs the ZohoConnection controller for one namespace (or all, with `None`). It fills the
+/// namespace's [`SecretCache`](crate::cache::SecretCache) through `secrets`: two watches of
+/// Secrets, the operator's own in full and every other as metadata, which are also what makes a
+/// connection reconcile when a Secret it writes or reads changes.
 pub async fn zoho_connections(
     ctx: Arc<Context>,
     namespace: Option<String>,
+    secrets: SecretWriters,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let (connections, secrets): (Api<ZohoConnection>, Api<PartialObjectMeta<Secret>>) = match &namespace {
-        Some(ns) => (Api::namespaced(ctx.client.clone(), ns), Api::namespaced(ctx.client.clone(), ns)),
-        None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-    };
-    let controller = Controller::new(connections, WatcherConfig::default());
-    let pruner = tokio::spawn(forget_deleted(ctx.clone(), namespace, controller.store()));
-    let mapper_ctx = ctx.clone();
+    let (connections, owned, others): (Api<ZohoConnection>, Api<Secret>, Api<PartialObjectMeta<Secret>>) =
+        match &namespace {
+            Some(ns) => (
+                Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
+                Api::namespaced(ctx.client.clone(), ns),
+            ),
+            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
+        };
+    let (store, writer) = reflector::store();
+    let connections = reflector(writer, watcher::watcher(connections, WatcherConfig::default()).modify(cache::strip));
+    let controller = Controller::for_stream(connections.applied_objects(), store.clone());
+    if let Some((_, cache)) = ctx.secrets.iter().find(|(scope, _)| *scope == namespace) {
+        cache.know_connections(store.clone());
+    }
+    let pruner = tokio::spawn(forget_deleted(ctx.clone(), namespace, store));
+    let ours = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+    let owned = watcher::watcher(owned, WatcherConfig::default().labels(&ours)).modify(cache::strip);
+    let not_ours = format!("{MANAGED_BY_LABEL}!={MANAGED_BY_VALUE}");
+    let others = watcher::watcher(others, WatcherConfig::default().labels(&not_ours)).modify(cache::strip_to_identity);
+    let (owned_ctx, others_ctx) = (ctx.clone(), ctx.clone());
     let controller = controller
-        .watches(secrets, WatcherConfig::default(), move |secret| concerned::<ZohoConnection>(&mapper_ctx, &secret));
+        .watches_stream(reflector(secrets.owned, owned).touched_objects(), move |secret: Secret| {
+            concerned::<ZohoConnection>(&owned_ctx, secret.metadata)
+        })
+        .watches_stream(reflector(secrets.others, others).touched_objects(), move |secret| {
+            concerned::<ZohoConnection>(&others_ctx, secret.metadata)
+        });
     drive(controller, ctx, shutdown).await;
     pruner.abort();
 }
@@ -157,12 +199,12 @@ pub async fn cluster_zoho_connections(
     });
     let controller = controller
         .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), owned, move |secret| {
-            concerned::<ClusterZohoConnection>(&owned_ctx, &secret)
+            concerned::<ClusterZohoConnection>(&owned_ctx, secret.metadata)
         })
         .watches(
             Api::<PartialObjectMeta<Secret>>::namespaced(client, &ctx.scope.cluster_resource_namespace),
             WatcherConfig::default(),
-            move |secret| concerned::<ClusterZohoConnection>(&readers_ctx, &secret),
+            move |secret| concerned::<ClusterZohoConnection>(&readers_ctx, secret.metadata),
         )
         .reconcile_all_on(namespace_changes);
     drive(controller, ctx, shutdown).await;
@@ -183,6 +225,8 @@ pub fn namespaces(
     (store, stream)
 }
 
+const DEBOUNCE: Duration = Duration::from_millis(500);
+
 async fn drive<K: Connection>(
     controller: Controller<K>,
     ctx: Arc<Context>,
@@ -191,8 +235,11 @@ async fn drive<K: Connection>(
     K::DynamicType: Default,
 {
     let errors = ctx.clone();
+    // The debounce merges the events of a reconcile's own writes (its Secret, then its status)
+    // into one follow-up reconcile, which then sees both, instead of two that may see neither.
+    let config = ControllerConfig::default().concurrency(ctx.scope.concurrency).debounce(DEBOUNCE);
     controller
-        .with_config(ControllerConfig::default().concurrency(16))
+        .with_config(config)
         .trigger_backoff(ResetTimerBackoff::new(WatchBackoff::default(), Duration::from_secs(30)))
         .graceful_shutdown_on(shutdown)
         .run(
@@ -288,8 +335,13 @@ async fn forget_deleted<K: Connection>(ctx: Arc<Context>, namespace: Option<Stri
             !gone(&labelled_kind, namespace, &labels.name)
         });
         let exists = |key: &ObjectRef<DynamicObject>| !gone(&key.dyntype.kind, key.namespace.as_deref(), &key.name);
-        ctx.readers.retain(exists);
+        ctx.readers.retain(|namespace, name| {
+            let reader_kind =
+                if namespace.is_some() { ZohoConnection::kind(&()) } else { ClusterZohoConnection::kind(&()) };
+            !gone(&reader_kind, namespace, name)
+        });
         ctx.retain_api_errors(exists);
+        ctx.secrets.iter().for_each(|(_, cache)| cache.prune());
         ctx.coordinator.forget_idle(jiff::Timestamp::now());
         tokio::time::sleep(Duration::from_secs(30)).await;
     }

@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs;
 mod refresh;
 mod revoke;
+mod sharding;
 mod smoke;
 mod support;
 mod templates;

@@ -78,6 +78,15 @@ two operators minting for the same credentials would spend Zoho's quota twice.
 {{- end }}
 
 {{/*
+The Lease the operator holds: with several shards, each shard names its own after the one it is
+given, so that the shards' leaders do not exclude one another.
+*/}}
+{{- define "zoho-token-operator.heldLeaseName" -}}
+{{- include "zoho-token-operator.leaseName" . }}
+{{- if gt (int .Values.sharding.count) 1 }}-shard-{{ int .Values.sharding.index }}{{ end }}
+{{- end }}
+
+{{/*
 What the operator does with the Kubernetes API, shared by the ClusterRole (all namespaces) and the
 Roles (watchNamespaces). Nothing more: every rule below is used by the operator's code.
 */}}
@@ -147,6 +156,14 @@ Fails on values that contradict each other; the schema checks each value on its 
 {{- end }}
 {{- if ne (len .Values.watchNamespaces) (len (uniq .Values.watchNamespaces)) }}
 {{- fail (printf "watchNamespaces lists a namespace twice: %v" .Values.watchNamespaces) }}
+{{- end }}
+{{- with .Values.sharding }}
+{{- if ge (int .index) (int .count) }}
+{{- fail (printf "sharding.index must be below sharding.count (%d), one release per index" (int .count)) }}
+{{- end }}
+{{- if and (gt (int .index) 0) $.Values.crds.install }}
+{{- fail "sharding.index above 0: set crds.install=false; the release of shard 0 installs the CRDs, and two releases cannot own them" }}
+{{- end }}
 {{- end }}
 {{- if and .Values.prometheus.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "prometheus.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes that Service" }}

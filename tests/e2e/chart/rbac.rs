@@ -68,7 +68,7 @@ async fn operator_works_under_the_chart_rbac_with_leader_election() {
         (renewed.renew_time.as_ref().map(|t| t.0) > lease.renew_time.as_ref().map(|t| t.0)).then_some(())
     })
     .await;
-    assert_ready_with_event(&admin, ns).await;
+    assert_ready_with_event(&world, &admin, ns).await;
 
     // The ServiceAccount holds exactly the verbs the operator uses.
     let sa = &release.sa_client;
@@ -193,7 +193,7 @@ async fn operator_works_under_the_chart_rbac_in_watched_namespaces_only() {
     create_crm_connection(&world, &admin, other.name()).await;
     create_crm_connection(&world, &admin, watched.name()).await;
     world.live_token("crm-token").await;
-    assert_ready_with_event(&admin, watched.name()).await;
+    assert_ready_with_event(&world, &admin, watched.name()).await;
     let ignored = Api::<ZohoConnection>::namespaced(admin.clone(), other.name())
         .get("crm")
         .await
@@ -208,19 +208,31 @@ async fn operator_works_under_the_chart_rbac_in_watched_namespaces_only() {
     }
 }
 
-/// The status subresource and the event recorder work under the chart's RBAC: `crm` is Ready,
-/// the status names its Secret, and a TokenIssued event is recorded.
-async fn assert_ready_with_event(admin: &Client, namespace: &str) {
+/// The status subresource and the event recorder work under the chart's RBAC: `crm` is Ready and
+/// the status names its Secret. A first token records no event, so the credentials Secret is
+/// taken away (a Warning event) and put back (a TokenIssued event).
+async fn assert_ready_with_event(world: &World<'_>, admin: &Client, namespace: &str) {
     let connections: Api<ZohoConnection> = Api::namespaced(admin.clone(), namespace);
     let ready = wait_ready(&connections, "crm", "True", "TokenIssued", SETTLE).await;
     assert_eq!(ready.status.and_then(|s| s.secret_name).as_deref(), Some("crm-token"), "the status's Secret");
+
+    let credentials: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    credentials.delete("zoho-oauth", &Default::default()).await.expect("delete the credentials Secret");
+    wait_event(admin, namespace, "CredentialsSecretNotFound").await;
+    let secret = credentials_secret("zoho-oauth", CLIENT_ID, CLIENT_SECRET, &world.refresh_token);
+    create(&credentials, &secret).await;
+    wait_ready(&connections, "crm", "True", "TokenIssued", SETTLE).await;
+    wait_event(admin, namespace, "TokenIssued").await;
+}
+
+async fn wait_event(admin: &Client, namespace: &str, reason: &str) {
     let events: Api<Event> = Api::namespaced(admin.clone(), namespace);
-    eventually(Duration::from_secs(30), &format!("a TokenIssued event for {namespace}/crm"), || async {
+    eventually(Duration::from_secs(30), &format!("a {reason} event for {namespace}/crm"), || async {
         let recorded = events.list(&ListParams::default()).await.ok()?.items.into_iter().any(|e| {
             e.regarding
                 .as_ref()
                 .is_some_and(|r| r.kind.as_deref() == Some("ZohoConnection") && r.name.as_deref() == Some("crm"))
-                && e.reason.as_deref() == Some("TokenIssued")
+                && e.reason.as_deref() == Some(reason)
         });
         recorded.then_some(())
     })

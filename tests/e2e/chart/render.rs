@@ -224,6 +224,45 @@ fn leader_election_switches_on_with_two_replicas_or_on_request() {
 }
 
 #[test]
+fn releases_as_shards_split_the_connections_and_share_no_object() {
+    let scratch = Scratch::new("shards");
+    let shard = |index: u64| {
+        let values =
+            json!({"replicaCount": 2, "sharding": {"count": 2, "index": index}, "crds": {"install": index == 0}});
+        render(&scratch, &format!("zoho-{index}"), "ops", &values)
+    };
+    let shards = [shard(0), shard(1)];
+    for (index, rendered) in shards.iter().enumerate() {
+        let fullname = format!("zoho-{index}-zoho-token-operator");
+        let args = args(rendered.get("Deployment", &fullname));
+        for arg in
+            [format!("--shard-index={index}"), "--shard-count=2".into(), format!("--leader-election-name={fullname}")]
+        {
+            assert!(args.contains(&arg), "shard {index} lacks {arg}: {args:?}");
+        }
+        // The operator appends the shard to the Lease's name; the Role allows exactly that one.
+        let role = rendered.get_in("Role", &format!("{fullname}-leader-election"), "ops");
+        assert_eq!(role["rules"][0]["resourceNames"], json!([format!("{fullname}-shard-{index}")]));
+    }
+    let names = |rendered: &Manifests| -> BTreeSet<(String, String)> { rendered.kinds() };
+    let shared: Vec<_> = names(&shards[0]).intersection(&names(&shards[1])).cloned().collect();
+    assert!(shared.is_empty(), "both releases render {shared:?}");
+    assert!(
+        shards[0].of_kind("CustomResourceDefinition").len() == 2
+            && shards[1].of_kind("CustomResourceDefinition").is_empty()
+    );
+
+    for (values, message) in [
+        (json!({"sharding": {"count": 2, "index": 2}, "crds": {"install": false}}), "sharding.index must be below"),
+        (json!({"sharding": {"count": 2, "index": 1}}), "set crds.install=false"),
+    ] {
+        let output = helm_template(&scratch, "zoho", "ops", &values);
+        let text = output_text(&output);
+        assert!(!output.status.success() && text.contains(message), "{values}:\n{text}");
+    }
+}
+
+#[test]
 fn service_monitor_scrapes_the_metrics_service() {
     let scratch = Scratch::new("monitor");
     let rendered = render(
@@ -373,6 +412,8 @@ fn extra_args_env_and_pod_settings_reach_the_pod() {
             "--leader-election",
             "--leader-election-name=zoho-leader",
             "--leader-election-lease-duration=20s",
+            "--shard-index=0",
+            "--shard-count=2",
             "--mint-budget=5",
             "--request-timeout=20s",
         ]
@@ -431,6 +472,7 @@ fn values_outside_the_schema_are_rejected() {
         json!({"allowAccountsUrls": ["https://accounts.example.test/oauth/v2/token"]}),
         json!({"watchNamespaces": ["Not_A_Namespace"]}),
         json!({"podDisruptionBudget": {"enabled": true, "minAvailable": "half"}}),
+        json!({"sharding": {"count": 0}}),
     ] {
         let output = helm_template(&scratch, "zoho", "ops", &values);
         assert!(!output.status.success(), "helm template accepted {values}");

@@ -390,6 +390,8 @@ pub struct ControlPlane {
     server_url: String,
     controller_manager_url: String,
     kubeconfig: PathBuf,
+    /// Signs client certificates: [`ControlPlane::write_user_kubeconfig`] makes more identities.
+    client_ca: Ca,
     /// Last, so that it is removed after `Drop::drop` has killed the processes using it.
     dir: tempfile::TempDir,
 }
@@ -397,6 +399,12 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts etcd, kube-apiserver and kube-controller-manager and waits until each is ready.
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Like [`ControlPlane::start`], with more kube-apiserver flags, e.g. an audit policy, so that
+    /// a benchmark can tell one client's requests from another's.
+    pub async fn start_with(extra_apiserver_args: &[String]) -> Result<Self> {
         let started = Instant::now();
         remove_stale_dirs();
         let dir = tempfile::Builder::new().prefix(&format!("{DIR_PREFIX}{}-", std::process::id())).tempdir()?;
@@ -451,7 +459,7 @@ impl ControlPlane {
             "--unsafe-no-fsync=true".into(),
         ];
         // envtest's flag set (shared/reference/test-infra.md §3), with explicit file names.
-        let apiserver = vec![
+        let apiserver: Vec<String> = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".into(),
             format!("--secure-port={apiserver_port}"),
@@ -468,7 +476,10 @@ impl ControlPlane {
             format!("--service-account-issuer={server_url}/"),
             format!("--service-account-key-file={}", path("service-account.pub")),
             format!("--service-account-signing-key-file={}", path("service-account.key")),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_apiserver_args.iter().cloned())
+        .collect();
         let controller_manager = vec![
             format!("--kubeconfig={}", controller_manager_kubeconfig.display()),
             // Garbage collection of ownerReferences, and namespaces that really go away.
@@ -488,6 +499,7 @@ impl ControlPlane {
             server_url,
             controller_manager_url: format!("https://127.0.0.1:{controller_manager_port}"),
             kubeconfig,
+            client_ca,
             dir,
         };
         if let Err(error) = plane.launch().await {
@@ -521,6 +533,27 @@ impl ControlPlane {
     /// `https://127.0.0.1:<port>`
     pub fn server_url(&self) -> &str {
         &self.server_url
+    }
+
+    /// Writes to `path` a kubeconfig with a client certificate for `user` (in `group`, if any):
+    /// an identity of its own, which RBAC and audit logs tell apart from the admin's.
+    pub fn write_user_kubeconfig(&self, path: &Path, user: &str, group: Option<&str>) -> Result<()> {
+        let (cert, key) = self.client_ca.issue(user, group, &[], ExtendedKeyUsagePurpose::ClientAuth)?;
+        let cluster = serde_json::to_value(current_cluster(&self.kubeconfig)?)?;
+        let user = json!({"client-certificate-data": BASE64.encode(cert), "client-key-data": BASE64.encode(key)});
+        write_kubeconfig(path, cluster, user)
+    }
+
+    /// The process ids of etcd, kube-apiserver and kube-controller-manager, by name, for
+    /// measuring what each costs.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        [&self.etcd, &self.apiserver, &self.controller_manager]
+            .into_iter()
+            .filter_map(|component| {
+                let component = lock(component);
+                Some((component.name, component.child.as_ref()?.id()))
+            })
+            .collect()
     }
 
     /// The temporary directory with data, certificates and `<component>.log` files.

@@ -146,6 +146,17 @@ pub struct Counters {
     pub errors: u64,
     /// Requests answered by an injected fault.
     pub faulted: u64,
+    /// When the first and the last of `mints` happened, in milliseconds on the server's clock:
+    /// with the count, the spacing of a refresh token's mints, e.g. to check one per period.
+    #[serde(default)]
+    pub first_mint_ms: Option<u64>,
+    #[serde(default)]
+    pub last_mint_ms: Option<u64>,
+    /// The shortest and the longest time between two consecutive mints, in milliseconds.
+    #[serde(default)]
+    pub min_gap_ms: Option<u64>,
+    #[serde(default)]
+    pub max_gap_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

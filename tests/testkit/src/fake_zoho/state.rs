@@ -287,6 +287,18 @@ impl State {
         self.count(refresh_token, |c| c.faulted += 1);
     }
 
+    fn count_mint(&mut self, refresh_token: &str, now_ms: u64) {
+        self.count(Some(refresh_token), |c| {
+            c.mints += 1;
+            c.first_mint_ms.get_or_insert(now_ms);
+            if let Some(gap) = c.last_mint_ms.map(|last| now_ms.saturating_sub(last)) {
+                c.min_gap_ms = Some(c.min_gap_ms.map_or(gap, |min| min.min(gap)));
+                c.max_gap_ms = Some(c.max_gap_ms.map_or(gap, |max| max.max(gap)));
+            }
+            c.last_mint_ms = Some(now_ms);
+        });
+    }
+
     fn count(&mut self, refresh_token: Option<&str>, bump: impl Fn(&mut Counters)) {
         bump(&mut self.totals);
         if let Some(token) = refresh_token {
@@ -302,7 +314,7 @@ impl State {
             None => Outcome::Error("invalid_request"),
         };
         match &outcome {
-            Outcome::Issued(issued) => self.count(Some(&issued.refresh_token), |c| c.mints += 1),
+            Outcome::Issued(issued) => self.count_mint(&issued.refresh_token, now_ms),
             Outcome::Throttled => self.count(request.refresh_token.as_deref(), |c| c.throttled += 1),
             Outcome::Error(_) | Outcome::OtherDc { .. } => {
                 self.count(request.refresh_token.as_deref(), |c| c.errors += 1)
@@ -372,7 +384,7 @@ impl State {
     pub fn device_token(&mut self, cfg: &FakeZohoConfig, now_ms: u64, request: &TokenRequest) -> Outcome {
         let outcome = self.poll_device(cfg, now_ms, request);
         match &outcome {
-            Outcome::Issued(issued) => self.count(Some(&issued.refresh_token), |c| c.mints += 1),
+            Outcome::Issued(issued) => self.count_mint(&issued.refresh_token, now_ms),
             Outcome::Error(code) if DEVICE_FEEDBACK.contains(code) => {}
             Outcome::OtherDc { .. } => {}
             Outcome::Error(_) => self.count(None, |c| c.errors += 1),
