@@ -3,7 +3,7 @@
 
 use std::{
     fs,
-    os::unix::fs::{PermissionsExt, symlink},
+    os::unix::fs::{MetadataExt, PermissionsExt, symlink},
     path::{Path, PathBuf},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
@@ -25,6 +25,8 @@ use super::*;
 /// operator reads `/var/run/secrets/...`.
 const SERVICE_ACCOUNT_DIR: &str = "/run/secrets/kubernetes.io/serviceaccount";
 const UID: u32 = 65532;
+/// Where the sandbox puts the operator's binary, as the image puts it at a path of its own.
+const SANDBOXED_BINARY: &str = "/run/bin/zoho-token-operator";
 
 /// The operator binary runs as the chart's Deployment runs it on a node, with the chart's
 /// arguments and environment, and in-cluster configuration: `KUBERNETES_SERVICE_HOST` and
@@ -96,12 +98,15 @@ async fn operator_runs_in_cluster_as_the_chart_pod_and_follows_token_rotation() 
         // the missing parents of a mount point 0700, which UID 65532 could not pass.
         .args(["--tmpfs", "/tmp", "--remount-ro", "/tmp", "--tmpfs", "/run"])
         .args(["--perms", "0755", "--dir", "/run/secrets", "--perms", "0755", "--dir", "/run/secrets/kubernetes.io"])
+        // The binary under a path of the sandbox's own: its own path may lie in /tmp (a clone
+        // there), which the sandbox replaces.
+        .args(["--perms", "0755", "--dir", "/run/bin", "--ro-bind", OPERATOR_BINARY, SANDBOXED_BINARY])
         .args(["--ro-bind", path_str(&projected.dir), SERVICE_ACCOUNT_DIR, "--remount-ro", "/run", "--chdir", "/"])
         .arg("--")
         .arg(setpriv)
         .args([&format!("--reuid={UID}"), &format!("--regid={UID}"), "--clear-groups"])
         .args(["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"])
-        .arg(OPERATOR_BINARY)
+        .arg(SANDBOXED_BINARY)
         .args(process.args);
     let operator = Operator::launch(command, metrics_port);
     release.wait_for_probes(&operator).await;
@@ -262,12 +267,17 @@ fn assert_confined(operator: &Operator) {
 
 /// The first process below `ancestor` that runs `program`.
 fn descendant_running(ancestor: u32, program: &Path) -> Option<u32> {
+    // By file identity: inside the sandbox the binary is bind-mounted under another path.
+    let program = fs::metadata(program).ok()?;
+    let is_program = |pid: u32| {
+        fs::metadata(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| (exe.dev(), exe.ino()) == (program.dev(), program.ino()))
+    };
     let parent_of = |pid: u32| -> Option<u32> {
         let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
     };
     fs::read_dir("/proc").ok()?.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok()).find(|&pid| {
-        fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == program)
-            && std::iter::successors(parent_of(pid), |&p| parent_of(p)).take(10).any(|p| p == ancestor)
+        is_program(pid) && std::iter::successors(parent_of(pid), |&p| parent_of(p)).take(10).any(|p| p == ancestor)
     })
 }
