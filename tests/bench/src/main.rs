@@ -93,7 +93,7 @@ async fn main() -> Result<()> {
         operator_wrapper: wrapper,
         keep_logs: args.keep_logs.clone(),
     };
-    let mut report = Report::new(args.profile == Profile::Ci, report::machine(&bin_dir).await);
+    let mut report = Report::new(args.profile == Profile::Ci, report::machine().await);
     let outcome = scenarios::run(&env, &plan, &mut report).await;
     let text = report.markdown();
     println!("{text}");

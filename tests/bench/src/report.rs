@@ -205,7 +205,7 @@ fn run(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-pub async fn machine(_bin_dir: &Path) -> Machine {
+pub async fn machine() -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -296,14 +296,18 @@ impl Report {
             let measured = format!("{m:.3} ({off} connections otherwise)");
             targets.push(check("Mints per connection per period", "exactly 1", measured, off == 0));
         }
-        let restarts: Vec<&Restart> = self.restart.iter().filter(|r| r.connections == n).collect();
-        if !restarts.is_empty() {
-            let (requests, writes) = restarts.iter().fold((0, 0), |(q, w), r| (q + r.zoho_requests, w + r.writes));
-            let measured = format!("{requests} Zoho requests, {writes} writes in {} restarts", restarts.len());
-            let met = requests == 0 && writes == 0;
+        if let Some((measured, met)) = self.restarts_of(n) {
             targets.push(check(format!("Restart with {n} Ready"), "0 mints, 0 writes", measured, met));
         }
         targets
+    }
+
+    /// What the restarts with `n` connections requested and wrote, and whether that was nothing.
+    fn restarts_of(&self, n: usize) -> Option<(String, bool)> {
+        let restarts: Vec<&Restart> = self.restart.iter().filter(|r| r.connections == n).collect();
+        let (requests, writes) = restarts.iter().fold((0, 0), |(q, w), r| (q + r.zoho_requests, w + r.writes));
+        let measured = format!("{requests} Zoho requests, {writes} writes in {}", plural(restarts.len(), "restart"));
+        (!restarts.is_empty()).then_some((measured, requests == 0 && writes == 0))
     }
 
     /// The promises every run checks, whatever the figures.
@@ -321,12 +325,8 @@ impl Report {
                 measured,
                 met,
             ));
-            let restarts: Vec<&Restart> = self.restart.iter().filter(|r| r.connections == n).collect();
-            if !restarts.is_empty() {
-                let (requests, writes) = restarts.iter().fold((0, 0), |(q, w), r| (q + r.zoho_requests, w + r.writes));
-                let measured = format!("{requests} Zoho requests, {writes} writes in {} restarts", restarts.len());
-                let name = format!("Restart, {n} connections");
-                checks.push(check(name, "0 Zoho requests, 0 writes", measured, requests == 0 && writes == 0));
+            if let Some((measured, met)) = self.restarts_of(n) {
+                checks.push(check(format!("Restart, {n} connections"), "0 Zoho requests, 0 writes", measured, met));
             }
         }
         if let Some(steady) = &self.steady_state {
@@ -355,7 +355,11 @@ impl Report {
             let name = format!("Shared credential, {} connections: cold-start mints", shared.connections);
             checks.push(check(name, "1", shared.cold_start_mints.to_string(), shared.cold_start_mints == 1));
             if shared.periods > 0 {
-                let measured = format!("{} mints in {} periods", shared.mints_after_the_first, shared.periods);
+                let measured = format!(
+                    "{} in {}",
+                    plural(shared.mints_after_the_first as usize, "mint"),
+                    plural(shared.periods as usize, "period")
+                );
                 checks.push(check(
                     "Shared credential: mints per period",
                     "1",
@@ -579,6 +583,10 @@ fn other_load(cpu: &BTreeMap<String, f64>) -> f64 {
 
 fn control_plane_cpu(cpu: &BTreeMap<String, f64>) -> f64 {
     cpu.get("kube-apiserver").unwrap_or(&0.0) + cpu.get("etcd").unwrap_or(&0.0)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    format!("{count} {noun}{}", if count == 1 { "" } else { "s" })
 }
 
 fn checks_table(out: &mut String, title: &str, [what, met]: [&str; 2], checks: &[Target]) {
