@@ -154,6 +154,9 @@ struct Credential {
     minting: tokio::sync::Mutex<()>,
 }
 
+/// How long an exchanged grant code's refresh token is kept in memory for its write-back.
+const PENDING_EXCHANGE_KEPT: Duration = Duration::from_secs(24 * 3600);
+
 /// The memory the process shares between connections: per credential, the latest token, the
 /// budget, throttling and rejection. Everything a single connection must remember lives in its
 /// status instead.
@@ -223,9 +226,15 @@ impl MintCoordinator {
     pub fn forget_idle(&self, now: Timestamp) {
         let budget = self.budget;
         self.credentials.lock().expect("never poisoned").retain(|_, credential| {
+            // A refresh token not yet written back exists nowhere else, and its code cannot be
+            // exchanged again: it is kept well past its access token's hour, while the write is
+            // retried, and dropped only once nobody has come for it in a day (its code replaced).
+            let exchanged = credential.exchanged.lock().expect("never poisoned");
+            let pending = exchanged.as_ref().is_some_and(|e| e.exchange.token.issued_at > now - PENDING_EXCHANGE_KEPT);
             let view = credential.view.lock().expect("never poisoned");
             let live_token = view.latest.as_ref().is_some_and(|t| schedule::is_usable(t.expires_at, now));
-            live_token
+            pending
+                || live_token
                 || admit(&view, budget, now).is_err()
                 || view.recent_mints.back().is_some_and(|at| *at > now - budget.window)
         });
@@ -360,6 +369,36 @@ mod tests {
         view.throttled_until = None;
         view.recent_mints.clear();
         assert_eq!(reason(&view, 59), Ok(()), "rechecked after an hour");
+    }
+
+    #[test]
+    fn idle_credentials_are_forgotten_but_a_pending_exchange_is_kept_for_a_day() {
+        let coordinator = MintCoordinator::new(
+            AccountsClient::new(crate::zoho::AllowList::new(vec![]), Duration::from_secs(1), Duration::from_secs(1)),
+            MintBudget::default(),
+            Arc::default(),
+        );
+        let token = IssuedToken {
+            access_token: SecretString::from("a"),
+            api_domain: None,
+            token_type: "Bearer".into(),
+            issued_at: at(0),
+            expires_at: at(60),
+        };
+        coordinator.view("idle");
+        *coordinator.credential("code").exchanged.lock().unwrap() = Some(Exchanged {
+            exchange: CodeExchange { token, refresh_token: SecretString::from("r") },
+            at: std::time::Instant::now(),
+        });
+        let known = |coordinator: &MintCoordinator| {
+            let mut keys: Vec<String> = coordinator.credentials.lock().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        coordinator.forget_idle(at(2 * 60));
+        assert_eq!(known(&coordinator), ["code"], "an hour after its token expired, the exchange is still pending");
+        coordinator.forget_idle(at(24 * 60 + 1));
+        assert!(known(&coordinator).is_empty(), "a day later nobody came for it");
     }
 
     mod against_the_fake {
