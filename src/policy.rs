@@ -135,17 +135,73 @@ fn recorded_wait(facts: &Facts, fingerprint: &str) -> Option<Timestamp> {
 pub(crate) mod fixtures {
     //! Small builders for the policy's and the status's table tests.
 
+    use std::time::Duration;
+
     use jiff::Timestamp;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use secrecy::SecretString;
 
+    use super::{Decision, Facts, decide};
     use crate::{
         api::{ConnectionStatus, FALSE, READY_CONDITION, TRUE},
+        error::Problem,
+        mint::{CredentialView, MintBudget},
         secret::StoredToken,
         zoho::IssuedToken,
     };
 
     pub const FINGERPRINT: &str = "v1-current";
+
+    /// The facts of one decision, owned (`decide` borrows them), with everything a test does not
+    /// name left empty.
+    #[derive(Clone, Debug)]
+    pub struct Row {
+        pub now: i64,
+        pub generation: i64,
+        pub status: ConnectionStatus,
+        pub refresh_request: Option<&'static str>,
+        pub refresh_before: Option<Duration>,
+        pub problem: Option<Problem>,
+        pub stored: Option<StoredToken>,
+        pub shared: CredentialView,
+        pub max_mints: usize,
+    }
+
+    impl Default for Row {
+        fn default() -> Self {
+            Self {
+                now: 0,
+                generation: 1,
+                status: ConnectionStatus::default(),
+                refresh_request: None,
+                refresh_before: None,
+                problem: None,
+                stored: None,
+                shared: CredentialView::default(),
+                max_mints: 2,
+            }
+        }
+    }
+
+    impl Row {
+        pub fn decide(&self) -> Decision {
+            let fingerprint = match &self.problem {
+                Some(problem) => Err(problem),
+                None => Ok(FINGERPRINT),
+            };
+            decide(&Facts {
+                now: at(self.now),
+                generation: Some(self.generation),
+                status: &self.status,
+                refresh_request: self.refresh_request,
+                refresh_before: self.refresh_before,
+                fingerprint,
+                stored: self.stored.as_ref(),
+                shared: &self.shared,
+                budget: MintBudget { max_mints: self.max_mints, window: Duration::from_secs(600) },
+            })
+        }
+    }
 
     /// Minutes after 10:00 on a fixed day, so that every time in a table reads at a glance.
     pub fn at(minutes: i64) -> Timestamp {
@@ -195,51 +251,6 @@ mod tests {
 
     use super::{fixtures::*, *};
     use crate::zoho::ZohoError;
-
-    /// One row of the table: the facts, with everything not named left empty.
-    struct Row {
-        now: i64,
-        generation: i64,
-        status: ConnectionStatus,
-        refresh_request: Option<&'static str>,
-        problem: Option<Problem>,
-        stored: Option<StoredToken>,
-        shared: CredentialView,
-    }
-
-    impl Default for Row {
-        fn default() -> Self {
-            Self {
-                now: 0,
-                generation: 1,
-                status: ConnectionStatus::default(),
-                refresh_request: None,
-                problem: None,
-                stored: None,
-                shared: CredentialView::default(),
-            }
-        }
-    }
-
-    impl Row {
-        fn decide(&self) -> Decision {
-            let fingerprint = match &self.problem {
-                Some(problem) => Err(problem),
-                None => Ok(FINGERPRINT),
-            };
-            decide(&Facts {
-                now: at(self.now),
-                generation: Some(self.generation),
-                status: &self.status,
-                refresh_request: self.refresh_request,
-                refresh_before: None,
-                fingerprint,
-                stored: self.stored.as_ref(),
-                shared: &self.shared,
-                budget: MintBudget { max_mints: 2, window: Duration::from_secs(600) },
-            })
-        }
-    }
 
     fn served(decision: &Decision) -> Option<(String, Timestamp)> {
         match decision {
@@ -568,39 +579,7 @@ mod properties {
         GRANT_CODE_INVALID,
     ];
 
-    /// Owned facts, which `decide` then borrows.
-    #[derive(Clone, Debug)]
-    struct Generated {
-        now: i64,
-        generation: i64,
-        status: ConnectionStatus,
-        refresh_request: Option<&'static str>,
-        refresh_before: Option<Duration>,
-        problem: Option<Problem>,
-        stored: Option<StoredToken>,
-        shared: CredentialView,
-        max_mints: usize,
-    }
-
-    impl Generated {
-        fn decide(&self) -> Decision {
-            let fingerprint = match &self.problem {
-                Some(problem) => Err(problem),
-                None => Ok(FINGERPRINT),
-            };
-            decide(&Facts {
-                now: at(self.now),
-                generation: Some(self.generation),
-                status: &self.status,
-                refresh_request: self.refresh_request,
-                refresh_before: self.refresh_before,
-                fingerprint,
-                stored: self.stored.as_ref(),
-                shared: &self.shared,
-                budget: MintBudget { max_mints: self.max_mints, window: Duration::from_secs(600) },
-            })
-        }
-
+    impl Row {
         /// The status records a wait with these very inputs that has not ended.
         fn pending_wait(&self) -> bool {
             let Some(condition) = self.status.ready_condition() else { return false };
@@ -682,9 +661,9 @@ mod properties {
             stored in proptest::option::of((any_token(), prop_oneof![Just(FINGERPRINT), Just("v1-old")])),
             shared in any_view(),
             max_mints in 1usize..5,
-        ) -> Generated {
+        ) -> Row {
             let stored = stored.map(|(token, fingerprint)| StoredToken { token, fingerprint: Some(fingerprint.into()) });
-            Generated { now, generation, status, refresh_request, refresh_before, problem, stored, shared, max_mints }
+            Row { now, generation, status, refresh_request, refresh_before, problem, stored, shared, max_mints }
         }
     }
 
@@ -711,14 +690,14 @@ mod properties {
 
         #[test]
         fn a_problem_never_mints(facts in any_facts(), problem in any_problem()) {
-            let facts = Generated { problem: Some(problem), ..facts };
+            let facts = Row { problem: Some(problem), ..facts };
             let decision = facts.decide();
             prop_assert!(!matches!(decision, Decision::Mint { .. }), "mints despite a problem: {decision:?}");
         }
 
         #[test]
         fn a_pending_recorded_wait_never_mints(facts in any_facts(), until in 1i64..100, attempts in 1i32..4) {
-            let mut facts = Generated { problem: None, ..facts };
+            let mut facts = Row { problem: None, ..facts };
             if !facts.pending_wait() {
                 // Make the generated status one that records an open wait for these inputs.
                 facts.status.failed_attempts = attempts;
